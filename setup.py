@@ -1,0 +1,46 @@
+"""Build the one Cython extension: the exact one-pass d1/d2 kernel (ext/_d1d2.pyx).
+
+Metadata lives in pyproject.toml; this file only describes the compiled part, as in
+seung-lab/edt. OpenMP is used for the row/column loops where the compiler supports it.
+"""
+import os
+import sys
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+# UNET_REF_BOUNDSCHECK=1 builds the kernel with Cython's bounds and wraparound checks on,
+# to run the property tests against a checked build (see README, developer notes).
+checked = os.environ.get("UNET_REF_BOUNDSCHECK", "0") == "1"
+
+if sys.platform.startswith("linux"):
+    compile_args, link_args = ["-O3", "-fopenmp"], ["-fopenmp"]
+elif sys.platform == "win32":
+    compile_args, link_args = ["/O2", "/openmp"], []
+else:  # macOS clang ships without OpenMP: the prange loops then run serially
+    compile_args, link_args = ["-O3"], []
+
+extensions = [
+    Extension(
+        "unet_ref._d1d2",
+        ["ext/_d1d2.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+    )
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        language_level=3,
+        compiler_directives={
+            "boundscheck": checked,
+            "wraparound": checked,
+            "initializedcheck": checked,
+            "cdivision": True,
+        },
+    )
+)
