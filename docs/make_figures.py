@@ -1,0 +1,114 @@
+"""Regenerate every figure of the tutorial from the project's own code.
+
+    python docs/make_figures.py                 # all figures and generated tables
+    python docs/make_figures.py weight_map.png  # only the named ones
+    python docs/make_figures.py --list          # what there is
+
+Writes PNGs to docs/figures/ and Markdown tables to docs/generated/ (pasted into pages with
+`--8<--`), atomically. Every figure calls the same public functions as the tutorial, the
+command line and the tests; nothing is drawn by hand. Figures that show ISBI 2012 data read
+it from $UNET_REF_ISBI or ../shared/data/isbi2012 beside the project. The benchmark plots
+are drawn from the pytest-benchmark JSON committed in docs/figures/data/ (re-measure with
+`--run-benchmarks`; the machine is stated on the plot).
+"""
+import argparse
+import os
+import pathlib
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
+FIGURES = HERE / "figures"
+GENERATED = HERE / "generated"
+BENCH_DATA = FIGURES / "data"
+ISBI = pathlib.Path(os.environ.get("UNET_REF_ISBI", ROOT.parent / "shared" / "data" / "isbi2012"))
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "2")
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+sys.path.insert(0, str(ROOT))  # the checkout's unet_ref, also when not installed
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+# name of the output file -> function that makes it (filled by @output below)
+OUTPUTS = {}
+
+
+def output(name):
+    """Register a function that returns a matplotlib Figure (.png) or Markdown text (.md)."""
+    def register(function):
+        OUTPUTS[name] = function
+        return function
+    return register
+
+
+def _atomic_write(path, write):
+    """Write through a temp file in the same folder, then os.replace (no half-written files)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def save(name, result):
+    if name.endswith(".png"):
+        path = FIGURES / name
+        # No "Software" metadata: the PNG changes only when the picture does.
+        _atomic_write(path, lambda tmp: result.savefig(tmp, dpi=110, metadata={"Software": None}))
+        plt.close(result)
+    else:
+        path = GENERATED / name
+        _atomic_write(path, lambda tmp: pathlib.Path(tmp).write_text(result, encoding="utf-8"))
+    return path
+
+
+def isbi_pair(index=0):
+    """(image uint8, label uint8 {0, 255}) of one ISBI 2012 training slice."""
+    from skimage.io import imread
+
+    image_path = ISBI / "train" / "image" / f"{index}.png"
+    label_path = ISBI / "train" / "label" / f"{index}.png"
+    if not label_path.is_file():
+        raise FileNotFoundError(f"ISBI 2012 data not found at {ISBI} (set UNET_REF_ISBI)")
+    return imread(image_path), imread(label_path)
+
+
+def show(ax, image, title, cmap="gray", colorbar=False, **kwargs):
+    im = ax.imshow(image, cmap=cmap, interpolation="nearest", **kwargs)
+    ax.set_title(title, fontsize=10)
+    ax.set_axis_off()
+    if colorbar:
+        plt.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    return im
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="*", help="outputs to make (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the outputs and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        print("\n".join(OUTPUTS))
+        return 0
+    unknown = [n for n in args.names if n not in OUTPUTS]
+    if unknown:
+        parser.error(f"unknown output(s) {unknown}; choose from {sorted(OUTPUTS)}")
+    for name in args.names or OUTPUTS:
+        path = save(name, OUTPUTS[name]())
+        print(f"wrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The tutorial cannot rot: every ```python block in docs/*.md and README.md runs here.
+
+The runner is deliberately small and dependency-free. For each page, the ```python blocks
+are executed in order in ONE namespace (a page is a program read top to bottom, as in the
+keras-io examples), in a temporary working directory, with matplotlib on the Agg backend.
+Tracebacks point at the line of the Markdown file.
+
+An HTML comment on the line just before a block changes how it runs:
+
+    <!-- skip: slow -->      run only when UNET_REF_DOCS_SLOW=1 (training-sized blocks):
+                             UNET_REF_DOCS_SLOW=1 python -m pytest tests/test_docs.py
+    <!-- requires: isbi -->  run only when the ISBI 2012 data is present (conftest's
+                             `isbi_dir` fixture); the block finds it through the
+                             UNET_REF_ISBI environment variable.
+
+Blocks in other languages (```bash, ```text) are never executed. A skipped block must not
+define anything a later block of its page needs.
+"""
+import os
+import pathlib
+import re
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+PAGES = sorted(DOCS.glob("*.md")) + [ROOT / "README.md"]
+RUN_SLOW = os.environ.get("UNET_REF_DOCS_SLOW", "0") == "1"
+
+FENCE_OPEN = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,})(?P<lang>[\w+-]*)(?P<info>.*)$")
+MARKER = re.compile(r"^\s*<!--\s*(?P<kind>skip|requires):\s*(?P<what>[\w-]+)\s*-->\s*$")
+KNOWN_MARKERS = {("skip", "slow"), ("requires", "isbi")}
+
+
+def code_blocks(text):
+    """Yield (first_line_number, language, markers, source) for each fenced block of `text`.
+
+    `markers` is the set of (kind, what) pairs from the comment line(s) right above the fence.
+    Indented fences (inside admonitions) are dedented by the fence's own indentation.
+    """
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        match = FENCE_OPEN.match(lines[i])
+        if not match:
+            i += 1
+            continue
+        indent, fence, lang = match["indent"], match["fence"], match["lang"].lower()
+        markers, j = set(), i - 1
+        while j >= 0 and MARKER.match(lines[j]):
+            m = MARKER.match(lines[j])
+            markers.add((m["kind"], m["what"]))
+            j -= 1
+        body, k = [], i + 1
+        while k < len(lines) and lines[k].strip() != fence:
+            line = lines[k]
+            body.append(line[len(indent):] if line.startswith(indent) else line.lstrip())
+            k += 1
+        if k == len(lines):
+            raise ValueError(f"unclosed ``` fence opened at line {i + 1}")
+        yield i + 2, lang, markers, "\n".join(body) + "\n"
+        i = k + 1
+
+
+def python_blocks(page):
+    return [b for b in code_blocks(page.read_text(encoding="utf-8")) if b[1] in ("python", "py")]
+
+
+PAGES_WITH_CODE = [p for p in PAGES if p.exists() and python_blocks(p)]
+
+
+def test_the_block_parser_finds_fences_markers_and_line_numbers():
+    text = "intro\n\n<!-- skip: slow -->\n```python\nx = 1\n```\n```bash\nls\n```\n    ```python\n    y = 2\n    ```\n"
+    blocks = list(code_blocks(text))
+    assert [(b[0], b[1], b[2], b[3]) for b in blocks] == [
+        (5, "python", {("skip", "slow")}, "x = 1\n"),
+        (8, "bash", set(), "ls\n"),
+        (11, "python", set(), "y = 2\n"),
+    ]
+    with pytest.raises(ValueError, match="unclosed"):
+        list(code_blocks("```python\nx = 1\n"))
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_marker_is_one_the_runner_knows(page):
+    if not page.exists():
+        pytest.skip(f"{page} does not exist")
+    for line_no, _, markers, _ in code_blocks(page.read_text(encoding="utf-8")):
+        unknown = markers - KNOWN_MARKERS
+        assert not unknown, f"{page.name}:{line_no}: unknown marker(s) {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=lambda p: p.name)
+def test_python_blocks_of_the_page_run_in_order(page, tmp_path, monkeypatch, request):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    monkeypatch.chdir(tmp_path)
+    try:
+        isbi = request.getfixturevalue("isbi_dir")
+        monkeypatch.setenv("UNET_REF_ISBI", str(isbi))
+    except pytest.skip.Exception:
+        isbi = None
+
+    namespace = {"__name__": f"docs_{page.stem}"}
+    skipped = []
+    for line_no, _, markers, source in python_blocks(page):
+        if ("skip", "slow") in markers and not RUN_SLOW:
+            skipped.append(f"line {line_no} (slow; UNET_REF_DOCS_SLOW=1 runs it)")
+            continue
+        if ("requires", "isbi") in markers and isbi is None:
+            skipped.append(f"line {line_no} (ISBI 2012 data absent)")
+            continue
+        # Pad with newlines so that tracebacks show the Markdown file's line numbers.
+        code = compile("\n" * (line_no - 1) + source, str(page), "exec")
+        try:
+            exec(code, namespace)
+        finally:
+            plt.close("all")
+    if skipped:
+        print(f"{page.name}: skipped blocks at " + "; ".join(skipped))
+
+
+def test_every_figure_the_docs_show_exists_and_is_made_by_make_figures():
+    script = (DOCS / "make_figures.py").read_text(encoding="utf-8")
+    shown = set()
+    for page in PAGES:
+        if page.exists():
+            shown |= set(re.findall(r"\((?:docs/)?(figures/[\w./-]+\.png)\)", page.read_text(encoding="utf-8")))
+    assert shown, "the docs show no figure at all"
+    for figure in sorted(shown):
+        assert (DOCS / figure).is_file(), f"{figure} is shown in the docs but missing: run python docs/make_figures.py"
+        assert pathlib.PurePosixPath(figure).name in script, f"{figure} is not produced by docs/make_figures.py"
+    for png in sorted((DOCS / "figures").glob("*.png")):
+        assert png.name in script, f"docs/figures/{png.name} is committed but not produced by docs/make_figures.py"
