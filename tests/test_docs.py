@@ -27,7 +27,8 @@ DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.glob("*.md")) + [ROOT / "README.md"]
 RUN_SLOW = os.environ.get("UNET_REF_DOCS_SLOW", "0") == "1"
 
-FENCE_OPEN = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,})(?P<lang>[\w+-]*)(?P<info>.*)$")
+# CommonMark: the info string of a backtick fence has no backtick, so ```` ```python ```` is inline code.
+FENCE_OPEN = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,})(?P<lang>[\w+-]*)(?P<info>[^`]*)$")
 MARKER = re.compile(r"^\s*<!--\s*(?P<kind>skip|requires):\s*(?P<what>[\w-]+)\s*-->\s*$")
 KNOWN_MARKERS = {("skip", "slow"), ("requires", "isbi")}
 
@@ -70,7 +71,7 @@ PAGES_WITH_CODE = [p for p in PAGES if p.exists() and python_blocks(p)]
 
 
 def test_the_block_parser_finds_fences_markers_and_line_numbers():
-    text = "intro\n\n<!-- skip: slow -->\n```python\nx = 1\n```\n```bash\nls\n```\n    ```python\n    y = 2\n    ```\n"
+    text = "intro ```` ```python ```` inline\n```` ```python ```` inline\n<!-- skip: slow -->\n```python\nx = 1\n```\n```bash\nls\n```\n    ```python\n    y = 2\n    ```\n"
     blocks = list(code_blocks(text))
     assert [(b[0], b[1], b[2], b[3]) for b in blocks] == [
         (5, "python", {("skip", "slow")}, "x = 1\n"),
