@@ -1,0 +1,432 @@
+"""The `unet-ref` command line: demo, train, predict, evaluate, weightmap, bench.
+
+Every subcommand is a thin layer over the library's public functions (the trainer in
+`unet_ref.train`, `predict_tiled`, `unet_ref.evaluate`, `weight_map`), so the command
+line, the tutorial and the tests do the same thing. Errors a user can cause (a missing
+file, a wrong shape, an empty folder, an invalid tile size) end the program with ONE line
+naming the problem and exit code 2; `--debug` shows the traceback instead.
+
+TensorFlow is imported only by the subcommands that need it, so `unet-ref --help` and
+`unet-ref weightmap` start quickly.
+"""
+import argparse
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+__all__ = ["main", "build_parser", "UserError"]
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".npy")
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one line, exit code 2."""
+
+
+# --- reading and writing images (shared by predict, evaluate, weightmap) ---------------
+
+
+def expand_inputs(inputs, what="input"):
+    """Files and folders -> sorted list of image files (a folder contributes its images)."""
+    files = []
+    for item in inputs:
+        path = pathlib.Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise UserError(f"{what} folder {path} contains no images ({', '.join(IMAGE_SUFFIXES)})")
+            files.extend(_natural_sort(found))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UserError(f"{what} {path} does not exist")
+    if not files:
+        raise UserError(f"no {what} given")
+    return files
+
+
+def _natural_sort(paths):
+    """Sort so that 2.png comes before 10.png (the ISBI slices are numbered)."""
+    import re
+
+    return sorted(paths, key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)])
+
+
+def read_images(files, what="input"):
+    """Image files -> list of (name, array (H, W) or (H, W, C)); a multi-page TIFF gives one
+    entry per page, named `stem_0000`, ...."""
+    import numpy as np
+
+    images = []
+    for path in files:
+        try:
+            if path.suffix.lower() == ".npy":
+                array = np.load(path)
+            elif path.suffix.lower() in (".tif", ".tiff"):
+                import tifffile
+
+                array = tifffile.imread(path)
+            else:
+                from skimage import io
+
+                array = io.imread(path)
+        except Exception as error:  # unreadable or corrupt file: name it, one line
+            raise UserError(f"cannot read {what} {path}: {error}") from error
+        if array.ndim == 3 and path.suffix.lower() in (".tif", ".tiff", ".npy") and array.shape[-1] > 4:
+            images.extend((f"{path.stem}_{i:04d}", page) for i, page in enumerate(array))  # a stack (N, H, W)
+        elif array.ndim == 3 and array.shape[-1] in (3, 4) and path.suffix.lower() not in (".tif", ".tiff", ".npy"):
+            images.append((path.stem, array[..., :3].mean(axis=-1).astype(array.dtype)))  # RGB(A) PNG -> gray
+        elif array.ndim in (2, 3):
+            images.append((path.stem, array))
+        else:
+            raise UserError(f"{what} {path} has shape {array.shape}; expected (H, W), (H, W, C) or a stack (N, H, W)")
+    return images
+
+
+def _import_tensorflow_quietly():
+    """Import TensorFlow with its C++ start-up chatter (oneDNN, absl notices) sent to
+    /dev/null: TF_CPP_MIN_LOG_LEVEL no longer silences it, and an error of ours should be
+    the only line a user sees."""
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _model_and_config(model_path):
+    """A `.keras` file or a training run folder -> (keras model, resolved TrainConfig or None)."""
+    from unet_ref import train
+
+    try:
+        return train.load_run(model_path)
+    except (FileNotFoundError, ValueError) as error:
+        raise UserError(str(error)) from error
+
+
+# --- subcommands -------------------------------------------------------------------------
+
+
+def cmd_weightmap(args):
+    """Weight maps w(x) = w_c(x) + w0 exp(-(d1 + d2)^2 / (2 sigma^2)) for label files."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from unet_ref.evaluate import atomic_write
+    from unet_ref.weights import weight_map
+
+    images = read_images(expand_inputs(args.labels, "label"), "label")
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, labels in tqdm(images, desc="weight maps", unit="image", disable=args.quiet):
+        if labels.ndim != 2:
+            raise UserError(f"label {name} has shape {labels.shape}; expected a 2-D mask or instance labels")
+        if args.instances:
+            weights = weight_map(labels=labels, w0=args.w0, sigma=args.sigma)
+        else:
+            weights = weight_map(labels > 0, w0=args.w0, sigma=args.sigma)
+        if args.format == "npy":
+            with atomic_write(out / f"{name}.npy", "wb") as f:
+                np.save(f, weights)
+        else:
+            import tifffile
+
+            with atomic_write(out / f"{name}.tif") as tmp:
+                tifffile.imwrite(tmp, weights.astype(np.float32))
+        if args.png:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            with atomic_write(out / f"{name}_weights.png") as tmp:
+                plt.imsave(tmp, weights, cmap="magma", format="png")
+    print(f"wrote {len(images)} weight map(s) to {out}")
+
+
+def cmd_train(args):
+    from unet_ref import train
+
+    overrides = {key: value for key, value in vars(args).items() if key in train.config_fields() and value is not None}
+    config = train.resolve_config(args.preset, overrides)
+    train.train(config)
+
+
+def cmd_predict(args):
+    import numpy as np
+
+    from unet_ref.evaluate import atomic_write
+
+    model, config = _model_and_config(args.model)
+    images = read_images(expand_inputs(args.inputs, "input"), "input")
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    import tifffile
+    from skimage import io
+
+    from unet_ref.tiling import predict_tiled
+
+    tile_size = args.tile_size or (config.predict_tile_size if config else None)
+    for name, image in images:
+        try:
+            probabilities = predict_tiled(model, image, tile_size=tile_size, batch_size=args.batch_size, tta=args.tta)
+        except ValueError as error:
+            raise UserError(f"{name}: {error}") from error
+        cell = probabilities[..., 1].astype(np.float32)  # class 1 = cell
+        with atomic_write(out / f"{name}_prob.tif") as tmp:
+            tifffile.imwrite(tmp, cell)
+        with atomic_write(out / f"{name}_mask.png") as tmp:
+            io.imsave(tmp, ((cell >= args.threshold) * 255).astype(np.uint8), check_contrast=False)
+        print(f"{name}: {image.shape} -> {out / (name + '_prob.tif')}, {out / (name + '_mask.png')}")
+
+
+def cmd_evaluate(args):
+    from unet_ref import evaluate
+
+    truths = read_images(expand_inputs(args.truth, "ground truth"), "ground truth")
+    if args.model:
+        if not args.images:
+            raise UserError("--model needs --images (the raw images to predict)")
+        from unet_ref.tiling import predict_tiled
+
+        model, config = _model_and_config(args.model)
+        images = read_images(expand_inputs(args.images, "image"), "image")
+        tile_size = args.tile_size or (config.predict_tile_size if config else None)
+        predictions = []
+        for name, image in images:
+            try:
+                predictions.append((name, predict_tiled(model, image, tile_size=tile_size, tta=args.tta)[..., 1]))
+            except ValueError as error:
+                raise UserError(f"{name}: {error}") from error
+    elif args.pred:
+        predictions = read_images(expand_inputs(args.pred, "prediction"), "prediction")
+        predictions = [(name, _as_probability(name, p)) for name, p in predictions]
+    else:
+        raise UserError("give the predictions (--pred, e.g. the *_prob.tif of `unet-ref predict`) or --model and --images")
+    if len(predictions) != len(truths):
+        raise UserError(f"{len(predictions)} predictions but {len(truths)} ground-truth images")
+    try:
+        results = evaluate.evaluate_images(
+            [p for _, p in predictions], [t for _, t in truths], names=[n for n, _ in truths],
+            threshold=args.threshold,
+        )
+    except (ValueError, TypeError) as error:
+        raise UserError(str(error)) from error
+    print(evaluate.format_table(results))
+    if args.out:
+        out = pathlib.Path(args.out)
+        evaluate.write_json(out / "metrics.json", results)
+        evaluate.write_csv(out / "metrics.csv", results)
+        print(f"wrote {out / 'metrics.json'} and {out / 'metrics.csv'}")
+
+
+def _as_probability(name, array):
+    """A saved prediction -> cell probability in [0, 1]: float maps as they are, a uint8
+    mask scaled by 255, a bool mask as is."""
+    import numpy as np
+
+    if array.ndim == 3 and array.shape[-1] == 2:
+        array = array[..., 1]  # (H, W, n_classes) softmax -> cell class
+    if np.issubdtype(array.dtype, np.integer):
+        return array.astype(np.float32) / (255.0 if array.max() > 1 else 1.0)
+    return array
+
+
+def cmd_demo(args):
+    from unet_ref import demo
+
+    demo.run_demo(args.out, seed=args.seed, minutes=args.minutes, quiet=args.quiet)
+
+
+def cmd_bench(args):
+    root = pathlib.Path.cwd()
+    if not (root / "benchmarks").is_dir():
+        raise UserError(f"no benchmarks/ folder in {root}; run `unet-ref bench` from the project root")
+    command = [sys.executable, "-m", "pytest", "benchmarks/", "--benchmark-enable", "-p", "no:cacheprovider", *args.pytest_args]
+    print(" ".join(command), flush=True)
+    return subprocess.call(command, cwd=root)
+
+
+# --- the parser ----------------------------------------------------------------------------
+
+
+def _examples(text):
+    return "examples:\n" + textwrap.indent(textwrap.dedent(text).strip(), "  ")
+
+
+def _add_train_arguments(parser):
+    """One flag per TrainConfig field (so every hyper-parameter can be overridden)."""
+    from unet_ref.train import CONFIG_HELP, TrainConfig  # imports no TensorFlow
+    import dataclasses
+
+    parser.add_argument("--preset", choices=("tutorial", "paper"), default="tutorial",
+                        help="starting configuration; any flag below overrides one of its values (default: tutorial)")
+    from unet_ref.train import PRESETS
+
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        values = {name: getattr(preset, field.name) for name, preset in PRESETS.items()}
+        help_text = CONFIG_HELP.get(field.name, "") + " [" + ", ".join(f"{k}: {v!r}" for k, v in values.items()) + "]"
+        kind = field.type if isinstance(field.type, str) else field.type.__name__
+        if "bool" in kind:
+            parser.add_argument(flag, dest=field.name, type=_boolean, metavar="{true,false}", help=help_text)
+        else:
+            caster = int if kind.startswith("int") else float if kind.startswith("float") else str
+            parser.add_argument(flag, dest=field.name, type=caster, metavar=field.name.upper(), help=help_text)
+
+
+def _boolean(text):
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def build_parser():
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="unet-ref",
+        description="A paper-faithful Keras 3 U-Net (Ronneberger et al., 2015): train, predict, evaluate.",
+        epilog=_examples("""
+            unet-ref demo --out demo_out            # synthetic data, trains on the CPU in minutes
+            unet-ref train --data ../shared/data/isbi2012 --out runs/isbi
+            unet-ref predict runs/isbi image.png --out pred/
+            unet-ref evaluate --pred pred/ --truth labels/ --out pred/
+            unet-ref <command> --help               # the options of one command
+        """),
+        formatter_class=formatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("demo", formatter_class=formatter, help="train on synthetic data and write a results folder",
+                       description="Synthesise EM-like data, train the tutorial configuration on the CPU, predict held-out "
+                                   "images with overlap-tile, evaluate, and write a figure panel, the loss curve, "
+                                   "metrics.json and the model into one folder. No download needed.",
+                       epilog=_examples("""
+                           unet-ref demo --out demo_out
+                           unet-ref demo --out demo_out --minutes 3 --seed 1
+                       """))
+    p.add_argument("--out", default="unet_ref_demo", help="output folder (default: unet_ref_demo)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and of training (default: 0)")
+    p.add_argument("--minutes", type=float, default=None, help="training time budget in minutes (default: the tutorial preset's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", formatter_class=formatter, help="train a U-Net (presets: tutorial, paper)",
+                       description="Train a U-Net with Keras fit on a tf.data pipeline of elastically deformed tiles "
+                                   "with exact weight maps. Without --data, trains on synthetic data. Writes into --out: "
+                                   "config.json (the resolved configuration), model.keras (best), last.keras, "
+                                   "log.csv, loss_curve.png, tensorboard/, backup/ (for resuming: run the same command "
+                                   "again after an interruption).",
+                       epilog=_examples("""
+                           unet-ref train --out runs/tiny --epochs 2 --steps-per-epoch 10
+                           unet-ref train --preset paper --data ../shared/data/isbi2012 --out runs/paper
+                           unet-ref train --data ../shared/data/isbi2012 --val-count 5 --base-filters 16 --out runs/isbi
+                       """))
+    _add_train_arguments(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", formatter_class=formatter, help="probability maps and masks for images (overlap-tile)",
+                       description="Predict images of any size with the overlap-tile strategy. For each input writes "
+                                   "NAME_prob.tif (float32 cell probability) and NAME_mask.png (cell = 255). INPUT may "
+                                   "be image files, folders of images, or multi-page TIFF stacks.",
+                       epilog=_examples("""
+                           unet-ref predict runs/isbi image.png --out pred/
+                           unet-ref predict runs/isbi/model.keras slices/ stack.tif --out pred/ --tta
+                       """))
+    p.add_argument("model", metavar="MODEL", help="a training run folder (with config.json) or a .keras file")
+    p.add_argument("inputs", metavar="INPUT", nargs="+", help="image files, folders or TIFF stacks")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--tile-size", type=int, default=None, help="network input tile size (default: from the run's config)")
+    p.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass (default: 1)")
+    p.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations")
+    p.add_argument("--threshold", type=float, default=0.5, help="cell probability threshold for the masks (default: 0.5)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", formatter_class=formatter, help="pixel error, adapted Rand error, VI",
+                       description="Compare predictions with binary ground truth (cell > 0): pixel error, adapted Rand "
+                                   "error and variation of information (foreground-restricted, see unet_ref.evaluate), "
+                                   "and cell IoU, per image and mean. Either give saved predictions (--pred) or a model "
+                                   "and the raw images (--model, --images). Files are matched in sorted order.",
+                       epilog=_examples("""
+                           unet-ref evaluate --pred pred/ --truth labels/ --out pred/
+                           unet-ref evaluate --model runs/isbi --images val/image --truth val/label --out runs/isbi/eval
+                       """))
+    p.add_argument("--truth", nargs="+", required=True, help="ground-truth masks (files or folders)")
+    p.add_argument("--pred", nargs="+", help="predicted probability maps or masks (files or folders)")
+    p.add_argument("--model", help="a training run folder or .keras file (predicts --images first)")
+    p.add_argument("--images", nargs="+", help="raw images for --model")
+    p.add_argument("--tile-size", type=int, default=None, help="tile size for --model (default: from the run's config)")
+    p.add_argument("--tta", action="store_true", help="with --model: average over the 8 flips/rotations")
+    p.add_argument("--threshold", type=float, default=0.5, help="cell probability threshold (default: 0.5)")
+    p.add_argument("--out", help="folder for metrics.json and metrics.csv")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("weightmap", formatter_class=formatter, help="weight maps of label images",
+                       description="Compute the paper's weight map w(x) = w_c(x) + w0 exp(-(d1 + d2)^2 / (2 sigma^2)) "
+                                   "for binary masks (cells > 0, cells = connected components) or, with --instances, "
+                                   "for instance-label images. Writes NAME.npy or NAME.tif (float32).",
+                       epilog=_examples("""
+                           unet-ref weightmap ../shared/data/isbi2012/train/label --out weights/ --png
+                           unet-ref weightmap cells.tif --instances --format tiff --w0 10 --sigma 5 --out weights/
+                       """))
+    p.add_argument("labels", metavar="LABELS", nargs="+", help="label files or folders")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--w0", type=float, default=10.0, help="border weight w0 (default: 10)")
+    p.add_argument("--sigma", type=float, default=5.0, help="border width sigma in px (default: 5)")
+    p.add_argument("--instances", action="store_true", help="labels are instance ids (0 = background), not a mask")
+    p.add_argument("--format", choices=("npy", "tiff"), default="npy", help="output format (default: npy)")
+    p.add_argument("--png", action="store_true", help="also write a colour-mapped PNG per weight map")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_weightmap)
+
+    p = sub.add_parser("bench", formatter_class=formatter, help="run the benchmarks and print their ratio tables",
+                       description="Run `python -m pytest benchmarks/ --benchmark-enable` FROM THE PROJECT ROOT (the "
+                                   "folder holding benchmarks/) and print the ratio tables (median and ratio to the "
+                                   "baseline per group). Extra arguments go to pytest. Takes minutes; machine noise "
+                                   "matters, so compare ratios, not absolute times.",
+                       epilog=_examples("""
+                           cd unet_ref && unet-ref bench
+                           unet-ref bench -- -k weights
+                       """))
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments (after --)")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "pytest_args", None) and args.pytest_args[0] == "--":
+        args.pytest_args = args.pytest_args[1:]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        if args.command in ("demo", "train", "predict") or (args.command == "evaluate" and args.model):
+            if not args.debug:
+                _import_tensorflow_quietly()
+        code = args.func(args)
+    except KeyboardInterrupt:
+        print("unet-ref: interrupted", file=sys.stderr)
+        return 130
+    except (UserError, ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
+        if args.debug:
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"unet-ref {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    return code or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,399 @@
+"""Train a U-Net: one configuration dataclass, Keras `fit` on the tf.data pipeline.
+
+Read top to bottom, like nanoGPT's train.py:
+
+1. `TrainConfig` holds every hyper-parameter; `PRESETS` are the paper's configuration
+   and a CPU-sized tutorial one. The command line overrides any field
+   (`unet-ref train --base-filters 16 ...`). The resolved configuration is saved as
+   `config.json` beside the checkpoints; `load_run` reads it back for prediction.
+2. `train(config)` loads the images (ISBI folders/stacks, image/mask folders, or the
+   synthetic dataset), holds out the last `val_count` images for validation, builds and
+   compiles the model inside the distribution strategy's scope, and calls `model.fit`
+   on the augmented tile stream with these callbacks:
+   - `ValidationMetrics`: pixel / Rand error of whole validation images predicted with
+     overlap-tile, added to the epoch logs (val_loss comes from `fit` itself, on
+     un-augmented validation tiles).
+   - `AtomicCheckpoint`: `model.keras` (best val_loss) and `last.keras`, written to a
+     temporary file and renamed, so a kill never leaves a broken checkpoint.
+   - `keras.callbacks.BackupAndRestore`: a killed run resumes where it stopped when the
+     same command is run again (weights, optimizer state and epoch count).
+   - `keras.callbacks.CSVLogger` (`log.csv`), `keras.callbacks.TensorBoard`
+     (`tensorboard/`) and `LossCurve` (`loss_curve.png`).
+
+Distribution. With more than one GPU (or several logical CPU devices) visible, training
+runs under `tf.distribute.MirroredStrategy`; `batch_size` is then the *global* batch,
+split across the replicas. Across machines, set `TF_CONFIG` on every worker, e.g.
+
+    TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
+                "task": {"type": "worker", "index": 0}}' unet-ref train ...
+
+(index 1 on the second host) and the same code runs under
+`tf.distribute.MultiWorkerMirroredStrategy`. Every worker writes its checkpoints; point
+`--out` at a local folder per worker or a shared one for worker 0 only.
+
+Resuming. `BackupAndRestore` saves weights + optimizer state + the epoch number at the
+end of every epoch (or every `backup_every` steps). Keras 3 restarts an interrupted
+epoch from its first step (it records the step but resumes per epoch), with the weights
+of the last backup: the tiles are random draws, so this costs a few repeated steps and
+loses no training.
+
+TensorFlow is imported inside the functions, so that `unet-ref --help` stays fast.
+"""
+import dataclasses
+import json
+import os
+import pathlib
+import time
+
+import numpy as np
+
+from unet_ref.evaluate import atomic_write
+
+__all__ = ["TrainConfig", "PRESETS", "config_fields", "resolve_config", "train", "load_run", "distribution_strategy"]
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    # data
+    data: str = ""  # ISBI / image-mask folder or TIFF stacks; "" = synthetic data
+    val_count: int = 5  # the last val_count images are held out for validation
+    synthetic_count: int = 12  # synthetic images (when data is "")
+    synthetic_size: int = 256  # their side in px
+    # model (paper: 64 filters, depth 4, dropout 0.5)
+    base_filters: int = 64
+    depth: int = 4
+    dropout: float = 0.5
+    # training tiles (input size; the output is output_size(tile_size, depth))
+    tile_size: int = 572
+    batch_size: int = 1
+    # weight map
+    w0: float = 10.0
+    sigma: float = 5.0
+    # optimiser
+    optimizer: str = "sgd"
+    learning_rate: float = 0.01
+    momentum: float = 0.99
+    # schedule
+    epochs: int = 100
+    steps_per_epoch: int = 100
+    validation_steps: int = 10
+    time_limit_minutes: float = 0.0  # stop after the epoch that crosses it; 0 = no limit
+    # bookkeeping
+    out: str = "runs/unet"
+    seed: int = 0
+    backup_every: int = 0  # steps between backups for resuming; 0 = every epoch
+    val_pixel_error: bool = True  # overlap-tile prediction of the validation images each epoch
+    predict_tile_size: int = 0  # tile size for overlap-tile prediction; 0 = chosen by predict_tiled
+    verbose: int = 1  # Keras progress: 1 = bar, 2 = one line per epoch, 0 = silent
+
+
+CONFIG_HELP = {
+    "data": "data folder or TIFF stack (ISBI layout train/image, train/label; or image/mask folders); empty = synthetic",
+    "val_count": "number of images held out for validation (the last ones)",
+    "synthetic_count": "number of synthetic images when no --data is given",
+    "synthetic_size": "side of the synthetic images in px",
+    "base_filters": "filters of the first level (paper: 64), doubled per level",
+    "depth": "number of max-pooling levels (paper: 4)",
+    "dropout": "dropout rate at the end of the contracting path (paper: 0.5)",
+    "tile_size": "training input tile size, a valid U-Net input size (paper: 572)",
+    "batch_size": "tiles per step (global batch under a distribution strategy; paper: 1)",
+    "w0": "weight map border weight w0 (paper: 10)",
+    "sigma": "weight map border width sigma in px (paper: 5)",
+    "optimizer": "sgd (paper) or adam",
+    "learning_rate": "learning rate",
+    "momentum": "SGD momentum (paper: 0.99)",
+    "epochs": "number of epochs",
+    "steps_per_epoch": "training steps per epoch",
+    "validation_steps": "validation batches per epoch (un-augmented tiles)",
+    "time_limit_minutes": "stop after the epoch that crosses this wall time (0 = no limit)",
+    "out": "output folder for config.json, checkpoints and logs",
+    "seed": "seed of data split, augmentation and initialisation",
+    "backup_every": "steps between resume backups (0 = at the end of each epoch)",
+    "val_pixel_error": "predict the validation images with overlap-tile each epoch (val_pixel_error, val_rand_error)",
+    "predict_tile_size": "tile size for overlap-tile prediction (0 = chosen by predict_tiled)",
+    "verbose": "Keras progress: 1 = bar, 2 = one line per epoch, 0 = silent",
+}
+
+PRESETS = {
+    # Ronneberger et al. 2015: 64 filters, 4 poolings, 572 x 572 tiles, batch 1, SGD with
+    # momentum 0.99, dropout 0.5. The learning rate is not given in the paper.
+    "paper": TrainConfig(),
+    # CPU-sized: about 4 minutes on 2 cores; see docs for what it reaches.
+    "tutorial": TrainConfig(
+        base_filters=8, depth=3, dropout=0.0, tile_size=156, batch_size=4, optimizer="adam",
+        learning_rate=1e-3, epochs=12, steps_per_epoch=25, validation_steps=4, synthetic_count=12,
+        synthetic_size=256, val_count=3, out="runs/tutorial", time_limit_minutes=6.0,
+    ),
+}
+
+
+def config_fields():
+    return {field.name for field in dataclasses.fields(TrainConfig)}
+
+
+def resolve_config(preset="tutorial", overrides=None):
+    """A preset with some fields replaced, e.g. resolve_config("paper", {"epochs": 5})."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    overrides = dict(overrides or {})
+    unknown = set(overrides) - config_fields()
+    if unknown:
+        raise ValueError(f"unknown configuration field(s) {sorted(unknown)}; known: {sorted(config_fields())}")
+    config = dataclasses.replace(PRESETS[preset], **overrides)
+    _check_config(config)
+    return config
+
+
+def _check_config(config):
+    from unet_ref.sizes import output_size
+
+    output_size(config.tile_size, config.depth)  # ValueError naming the nearest valid sizes
+    if config.optimizer not in ("sgd", "adam"):
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {config.optimizer!r}")
+    for name in ("base_filters", "batch_size", "epochs", "steps_per_epoch", "validation_steps"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+    if not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
+    if config.data and not os.path.exists(config.data):
+        raise FileNotFoundError(f"data {config.data} does not exist")
+
+
+# --- data ------------------------------------------------------------------------------
+
+
+def load_data(config):
+    """-> (train_images, train_labels, val_images, val_labels): lists of (H, W) arrays;
+    labels are instance labels (0 = membrane) so that the weight map separates touching
+    cells exactly. The last `val_count` images are the validation set."""
+    if config.data:
+        from unet_ref.datasets import load_dataset
+
+        images, labels = load_dataset(config.data)
+    else:
+        from unet_ref.synthetic import synthetic_dataset
+
+        images, labels = synthetic_dataset(config.synthetic_count, size=config.synthetic_size, seed=config.seed)
+    images, labels = list(images), list(labels)
+    if not 1 <= config.val_count < len(images):
+        raise ValueError(f"val_count must be in [1, {len(images) - 1}] for {len(images)} images, got {config.val_count}")
+    n = len(images) - config.val_count
+    return images[:n], labels[:n], images[n:], labels[n:]
+
+
+# --- distribution --------------------------------------------------------------------------
+
+
+def distribution_strategy():
+    """MultiWorkerMirroredStrategy under TF_CONFIG, MirroredStrategy when this machine
+    shows more than one GPU (or more than one logical CPU device), else the default."""
+    import tensorflow as tf
+
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    cpus = tf.config.list_logical_devices("CPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy([d.name for d in gpus])
+    if not gpus and len(cpus) > 1:
+        return tf.distribute.MirroredStrategy([d.name for d in cpus])
+    return tf.distribute.get_strategy()
+
+
+# --- callbacks -----------------------------------------------------------------------------
+
+
+def _callbacks(config, out, val_images, val_labels):
+    """The callbacks of `fit`, in the order they must run at the end of an epoch: the
+    validation metrics first (they add to the logs), the writers after."""
+    import keras
+
+    class ValidationMetrics(keras.callbacks.Callback):
+        """Pixel and adapted Rand error of the whole validation images (overlap-tile)."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            from unet_ref.evaluate import evaluate_images
+            from unet_ref.tiling import predict_tiled
+
+            tile = config.predict_tile_size or None
+            cells = [predict_tiled(self.model, image, tile_size=tile)[..., 1] for image in val_images]
+            mean = evaluate_images(cells, [label > 0 for label in val_labels])["mean"]
+            logs["val_pixel_error"] = mean["pixel_error"]
+            logs["val_rand_error"] = mean["rand_error"]
+
+    class AtomicCheckpoint(keras.callbacks.Callback):
+        """`last.keras` every epoch, `model.keras` when val_loss improves; written to a
+        temporary file and renamed (keras.callbacks.ModelCheckpoint writes in place, and a
+        kill during the write would leave a broken file)."""
+
+        def __init__(self):
+            super().__init__()
+            self.best = np.inf
+            best_file = out / "best.json"
+            if best_file.exists():  # resumed run: keep the best of the earlier epochs
+                self.best = json.loads(best_file.read_text())["val_loss"]
+
+        def on_epoch_end(self, epoch, logs=None):
+            with atomic_write(out / "last.keras") as tmp:
+                self.model.save(tmp)
+            val_loss = (logs or {}).get("val_loss", np.inf)
+            if val_loss < self.best:
+                self.best = float(val_loss)
+                with atomic_write(out / "model.keras") as tmp:
+                    self.model.save(tmp)
+                with atomic_write(out / "best.json", "w") as f:
+                    json.dump({"epoch": epoch + 1, "val_loss": self.best}, f)
+
+    class LossCurve(keras.callbacks.Callback):
+        """loss_curve.png from log.csv (so a resumed run shows all its epochs)."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            plot_loss_curve(out / "log.csv", out / "loss_curve.png")
+
+    class TimeLimit(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.start = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if config.time_limit_minutes and time.monotonic() - self.start > 60 * config.time_limit_minutes:
+                print(f"time limit of {config.time_limit_minutes} min reached after epoch {epoch + 1}; stopping")
+                self.model.stop_training = True
+
+    callbacks = [ValidationMetrics()] if config.val_pixel_error else []
+    callbacks += [
+        keras.callbacks.CSVLogger(str(out / "log.csv"), append=True),
+        AtomicCheckpoint(),
+        LossCurve(),
+        keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False),
+        TimeLimit(),
+        # Last, so that an epoch is marked done only after its logs and checkpoints exist
+        # (a kill in between repeats the epoch; plot_loss_curve keeps its last row).
+        keras.callbacks.BackupAndRestore(
+            str(out / "backup"), save_freq=config.backup_every or "epoch", double_checkpoint=True
+        ),
+    ]
+    return callbacks
+
+
+def plot_loss_curve(log_csv, png):
+    """Training and validation loss (and validation pixel error) per epoch, atomically."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(log_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows = list({row["epoch"]: row for row in rows}.values())  # a repeated epoch: keep its last row
+    if not rows:
+        return
+    epochs = [int(row["epoch"]) + 1 for row in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, style in (("loss", "-o"), ("val_loss", "-s")):
+        if key in rows[0]:
+            ax.plot(epochs, [float(row[key]) for row in rows], style, label=key, markersize=3)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("weighted cross-entropy")
+    ax.set_yscale("log")
+    if "val_pixel_error" in rows[0]:
+        ax2 = ax.twinx()
+        ax2.plot(epochs, [float(row["val_pixel_error"]) for row in rows], "-^", color="tab:green",
+                 label="val_pixel_error", markersize=3)
+        ax2.set_ylabel("validation pixel error")
+        ax2.legend(loc="upper center")
+    ax.legend(loc="upper right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_write(png) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def save_config(config, out):
+    """Write config.json; refuse to resume a run that was started with another config."""
+    path = pathlib.Path(out) / "config.json"
+    resolved = dataclasses.asdict(config)
+    if path.exists() and (pathlib.Path(out) / "backup").exists():
+        previous = json.loads(path.read_text())
+        changed = sorted(k for k in resolved if previous.get(k) != resolved[k] and k not in ("epochs", "verbose"))
+        if changed:
+            raise ValueError(
+                f"{out} holds an interrupted run with a different configuration ({', '.join(changed)} changed); "
+                f"resume it with the same settings or choose another --out"
+            )
+    with atomic_write(path, "w") as f:
+        json.dump(resolved, f, indent=2)
+        f.write("\n")
+
+
+def train(config):
+    """Train a U-Net as configured; returns (model, keras History)."""
+    import keras
+    import tensorflow as tf
+
+    from unet_ref.loss import compile_unet
+    from unet_ref.model import build_unet
+    from unet_ref.pipeline import make_dataset
+
+    _check_config(config)
+    out = pathlib.Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out)
+    keras.utils.set_random_seed(config.seed)
+    train_images, train_labels, val_images, val_labels = load_data(config)
+
+    # (B, n, n, 1) float32 tiles, (B, m, m) int32 labels, (B, m, m) float32 weights
+    tiles = dict(tile_size=config.tile_size, depth=config.depth, batch_size=config.batch_size,
+                 w0=config.w0, sigma=config.sigma)
+    train_data = make_dataset(train_images, train_labels, augment=True, seed=config.seed, **tiles)
+    val_data = make_dataset(val_images, val_labels, augment=False, seed=config.seed + 1, **tiles)
+
+    strategy = distribution_strategy()
+    with strategy.scope():
+        model = build_unet(base_filters=config.base_filters, depth=config.depth, dropout=config.dropout)
+        compile_unet(model, optimizer=config.optimizer, learning_rate=config.learning_rate,
+                     momentum=config.momentum)
+    if strategy.num_replicas_in_sync > 1:
+        print(f"training on {strategy.num_replicas_in_sync} replicas ({type(strategy).__name__})")
+
+    history = model.fit(
+        train_data, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
+        validation_data=val_data, validation_steps=config.validation_steps,
+        callbacks=_callbacks(config, out, val_images, val_labels), verbose=config.verbose,
+    )
+    if not (out / "model.keras").exists():  # no epoch improved on inf: keep the last one
+        with atomic_write(out / "model.keras") as tmp:
+            model.save(tmp)
+    return model, history
+
+
+def load_run(path):
+    """A run folder (config.json + model.keras) or a .keras file -> (model, config or None).
+
+    The model is loaded without its loss and optimiser (`compile=False`): prediction
+    needs neither.
+    """
+    import keras
+
+    path = pathlib.Path(path)
+    if path.is_dir():
+        model_file, config_file = path / "model.keras", path / "config.json"
+    elif path.is_file():
+        model_file, config_file = path, path.parent / "config.json"
+    else:
+        raise FileNotFoundError(f"model {path} does not exist (expected a run folder or a .keras file)")
+    if not model_file.exists():
+        raise FileNotFoundError(f"no model.keras in {path}")
+    if model_file.suffix != ".keras":
+        raise ValueError(f"model file {model_file} is not a .keras file")
+    model = keras.models.load_model(model_file, compile=False)
+    config = None
+    if config_file.exists():
+        fields = json.loads(config_file.read_text())
+        config = TrainConfig(**{k: v for k, v in fields.items() if k in config_fields()})
+    return model, config
