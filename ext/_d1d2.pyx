@@ -1,0 +1,334 @@
+# cython: language_level=3
+"""Exact one-pass d1/d2 for the U-Net weight map: the hot loops only.
+
+Validation, dtype handling and contiguity live in unet_ref/weights.py; every function here
+assumes a C-contiguous (H, W) label image with labels >= 0, 0 = background.
+
+For every pixel x: d1 = distance to the nearest object pixel, d2 = distance to the nearest
+pixel whose label differs from that object's label. All squared distances are integers
+and are computed exactly in int64; the float32 results are (float)sqrt((double)sq), which
+is what float32(scipy's float64 distance) is, so the output is bit-identical to the
+per-object reference (unet_ref.reference.d1_d2).
+
+Algorithm (separable, like every exact Euclidean distance transform):
+
+1. Column pass (axis 0). For each pixel keep the two nearest DISTINCT labels in its column
+   with their squared vertical distances, (l1, g1) and (l2, g2), g1 <= g2, l1 != l2
+   (label 0 with g = INF when absent). A top-down sweep keeps, per column, the last row
+   of the current label run (a) and of the previous distinct label (b): between b's row
+   and the current row there are only background pixels and pixels of label a, so a and
+   b are the two nearest distinct labels above. A bottom-up sweep does the same below,
+   and the two pairs are merged. Rows are swept over a block of columns at once, so the
+   memory access is contiguous.
+
+2. Row pass (axis 1). With f1(x') = g1(x') and f2(x') = g2(x') per column x' of a row:
+      d1(x)^2 = min_x' (x - x')^2 + g1(x')
+   is the lower envelope of parabolas (Felzenszwalb & Huttenlocher 2012), linear time,
+   and carries the nearest label L1(x) = l1(argmin). Then
+      d2(x)^2 = min( A(x), E2(x) ),
+      A(x)  = min over x' with l1(x') != L1(x) of (x - x')^2 + g1(x'),
+      E2(x) = min over all x' of (x - x')^2 + g2(x')   (a second envelope, linear).
+   A(x) is found by scanning outward from x over the columns that hold a label, jumping
+   over whole runs of columns with l1 == L1(x) and stopping as soon as (x - x')^2 is no
+   smaller than the best value found; on label images of cells the scan ends right after
+   the first column of another label, so the pass is linear in practice.
+
+Why two distinct labels per column are enough. d2(x)^2 is the minimum over all pixels p
+with label(p) not in {0, L1} of |x - p|^2; group those pixels by column x'. In column x'
+the nearest such pixel is (l1, g1) if l1(x') != L1, and otherwise (l2, g2), because l2
+is by definition the nearest label != l1 in that column. So
+      d2(x)^2 = min_x' (x - x')^2 + (g1(x') if l1(x') != L1(x) else g2(x')),
+and the pair per column carries everything; d1 needs only (l1, g1). E2 may also use the
+g2 parabola of a column with l1(x') != L1 (whose l2 may be L1 itself, an invalid
+candidate) but that parabola lies above the column's g1 parabola, which A includes, so the
+minimum does not change. Ties (two objects at the same distance d1) give d2 = d1 whichever
+is called L1, so any argmin is correct.
+"""
+import numpy as np
+
+cimport cython
+from cython.parallel cimport parallel, prange
+from libc.math cimport exp, sqrt, INFINITY, HUGE_VAL
+from libc.stdint cimport (int8_t, int16_t, int32_t, int64_t,
+                          uint8_t, uint16_t, uint32_t, uint64_t)
+from libc.stdlib cimport free, malloc
+
+ctypedef fused label_t:
+    int8_t
+    int16_t
+    int32_t
+    int64_t
+    uint8_t
+    uint16_t
+    uint32_t
+    uint64_t
+
+# "no such label": larger than any squared distance, small enough that INF + dx^2 fits
+cdef int64_t INF = (<int64_t>1) << 62
+# columns per block of the column pass: wide enough for contiguous rows, small enough
+# that the blocks spread over the threads
+cdef Py_ssize_t BLOCK = 64
+
+
+cdef inline void _sweep_update(label_t L, Py_ssize_t y, Py_ssize_t x, label_t* a_lab,
+                               Py_ssize_t* a_pos, label_t* b_lab, Py_ssize_t* b_pos) noexcept nogil:
+    # a = the label seen last (and its last row), b = the distinct label before it
+    if L != 0:
+        if L != a_lab[x]:
+            b_lab[x] = a_lab[x]
+            b_pos[x] = a_pos[x]
+            a_lab[x] = L
+        a_pos[x] = y
+
+
+cdef void _column_block(const label_t* lab, label_t* l1, int64_t* g1, label_t* l2,
+                        int64_t* g2, Py_ssize_t H, Py_ssize_t W, Py_ssize_t x0, Py_ssize_t x1,
+                        label_t* a_lab, Py_ssize_t* a_pos, label_t* b_lab,
+                        Py_ssize_t* b_pos) noexcept nogil:
+    """Columns x0..x1-1: nearest two distinct labels per pixel, squared distances."""
+    cdef Py_ssize_t x, y, i
+    cdef label_t ul1, ul2, dl1, dl2, fl, sl
+    cdef int64_t ud1, ud2, dd1, dd2, fd, sd
+    for x in range(x0, x1):
+        a_lab[x] = 0
+        b_lab[x] = 0
+    # top-down: the two nearest distinct labels at or above, vertical distance (not squared)
+    for y in range(H):
+        i = y * W
+        for x in range(x0, x1):
+            _sweep_update(lab[i + x], y, x, a_lab, a_pos, b_lab, b_pos)
+            l1[i + x] = a_lab[x]
+            g1[i + x] = y - a_pos[x] if a_lab[x] != 0 else INF
+            l2[i + x] = b_lab[x]
+            g2[i + x] = y - b_pos[x] if b_lab[x] != 0 else INF
+    for x in range(x0, x1):
+        a_lab[x] = 0
+        b_lab[x] = 0
+    # bottom-up, merging with the top-down pair: first = nearer of the two nearest; second
+    # = nearer of the other side's label != first and this side's second
+    for y in range(H - 1, -1, -1):
+        i = y * W
+        for x in range(x0, x1):
+            _sweep_update(lab[i + x], y, x, a_lab, a_pos, b_lab, b_pos)
+            dl1 = a_lab[x]
+            dd1 = a_pos[x] - y if dl1 != 0 else INF
+            dl2 = b_lab[x]
+            dd2 = b_pos[x] - y if dl2 != 0 else INF
+            ul1 = l1[i + x]
+            ud1 = g1[i + x]
+            ul2 = l2[i + x]
+            ud2 = g2[i + x]
+            if ud1 <= dd1:
+                fl = ul1
+                fd = ud1
+                if dl1 != ul1:
+                    sl = dl1
+                    sd = dd1
+                else:
+                    sl = dl2
+                    sd = dd2
+                if ud2 < sd:
+                    sl = ul2
+                    sd = ud2
+            else:
+                fl = dl1
+                fd = dd1
+                if ul1 != dl1:
+                    sl = ul1
+                    sd = ud1
+                else:
+                    sl = ul2
+                    sd = ud2
+                if dd2 < sd:
+                    sl = dl2
+                    sd = dd2
+            l1[i + x] = fl
+            g1[i + x] = fd * fd if fd != INF else INF
+            l2[i + x] = sl
+            g2[i + x] = sd * sd if sd != INF else INF
+
+
+cdef Py_ssize_t _envelope(const int64_t* g, Py_ssize_t W, Py_ssize_t* v,
+                          double* z) noexcept nogil:
+    """Lower envelope of the parabolas (x - q)^2 + g[q] over finite g; returns their count.
+
+    v[k] = apex column of the k-th parabola, z[k]..z[k+1] = where it is the lowest. The
+    intersections are rationals with denominator <= 2 W, never within rounding error of
+    an integer x unless exactly on it (a tie, where either parabola gives the same value).
+    """
+    cdef Py_ssize_t q, p, k = -1
+    cdef double s = 0.0, fq
+    for q in range(W):
+        if g[q] >= INF:
+            continue
+        fq = <double>(g[q] + q * q)
+        while k >= 0:
+            p = v[k]
+            s = (fq - <double>(g[p] + p * p)) / (2.0 * <double>(q - p))
+            if s > z[k]:
+                break
+            k -= 1
+        k += 1
+        v[k] = q
+        z[k] = s if k > 0 else -HUGE_VAL
+        z[k + 1] = HUGE_VAL
+    return k + 1
+
+
+cdef void _row(const label_t* l1, const int64_t* g1, const int64_t* g2, Py_ssize_t W,
+               Py_ssize_t* v1, double* z1, Py_ssize_t* v2, double* z2,
+               Py_ssize_t* cols, label_t* clab, int64_t* cg, Py_ssize_t* nxt,
+               Py_ssize_t* prv, int64_t* d1sq, int64_t* d2sq) noexcept nogil:
+    """One row: squared d1 and d2 from the column pass's (l1, g1), (l2, g2)."""
+    cdef Py_ssize_t x, j, j0, n, k1 = 0, k2 = 0, p, dx
+    cdef Py_ssize_t n1 = _envelope(g1, W, v1, z1)
+    cdef Py_ssize_t n2 = _envelope(g2, W, v2, z2)
+    cdef int64_t best, dx2, cand
+    cdef label_t L
+    if n1 == 0:  # no object in this row's columns, hence none in the image
+        for x in range(W):
+            d1sq[x] = INF
+            d2sq[x] = INF
+        return
+    # the columns holding a label, and the ends of their runs of equal l1 (for jumping)
+    n = 0
+    for x in range(W):
+        if g1[x] < INF:
+            cols[n] = x
+            clab[n] = l1[x]
+            cg[n] = g1[x]
+            n += 1
+    nxt[n - 1] = n
+    for j in range(n - 2, -1, -1):
+        nxt[j] = nxt[j + 1] if clab[j + 1] == clab[j] else j + 1
+    prv[0] = -1
+    for j in range(1, n):
+        prv[j] = prv[j - 1] if clab[j - 1] == clab[j] else j - 1
+    j0 = 0
+    for x in range(W):
+        while z1[k1 + 1] < x:
+            k1 += 1
+        p = v1[k1]
+        d1sq[x] = (x - p) * (x - p) + g1[p]
+        L = l1[p]
+        best = INF
+        if n2 > 0:
+            while z2[k2 + 1] < x:
+                k2 += 1
+            p = v2[k2]
+            best = (x - p) * (x - p) + g2[p]
+        while j0 < n and cols[j0] < x:
+            j0 += 1
+        j = j0
+        while j < n:  # rightwards
+            dx = cols[j] - x
+            dx2 = dx * dx
+            if dx2 >= best:
+                break
+            if clab[j] == L:
+                j = nxt[j]
+                continue
+            cand = dx2 + cg[j]
+            if cand < best:
+                best = cand
+            j += 1
+        j = j0 - 1
+        while j >= 0:  # leftwards
+            dx = x - cols[j]
+            dx2 = dx * dx
+            if dx2 >= best:
+                break
+            if clab[j] == L:
+                j = prv[j]
+                continue
+            cand = dx2 + cg[j]
+            if cand < best:
+                best = cand
+            j -= 1
+        d2sq[x] = best
+
+
+cdef inline float _dist(int64_t sq) noexcept nogil:
+    # float32(float64 sqrt) of the exact integer: what float32(scipy's EDT) is
+    return <float>sqrt(<double>sq) if sq < INF else INFINITY
+
+
+def _nearest_two(label_t[:, ::1] labels, float[:, ::1] d1, float[:, ::1] d2,
+                 float[:, ::1] w, double wc0, double wc1, double w0, double sigma,
+                 bint border_all, int num_threads):
+    """Fill d1, d2 (when w is None) or the weight map w (when d1, d2 are None).
+
+    w = w_c + w0 exp(-(d1 + d2)^2 / (2 sigma^2)), computed in float64 like the reference,
+    with w_c = wc0 on background (label 0) and wc1 on objects; the border term is added
+    everywhere (border_all) or on background only.
+    """
+    cdef Py_ssize_t H = labels.shape[0], W = labels.shape[1]
+    cdef bint want_w = w is not None
+    # column-pass results, (H, W) each: nearest two distinct labels and squared distances
+    dtype = np.asarray(labels).dtype
+    cdef label_t[:, ::1] l1 = np.empty((H, W), dtype=dtype)
+    cdef label_t[:, ::1] l2 = np.empty((H, W), dtype=dtype)
+    cdef int64_t[:, ::1] g1 = np.empty((H, W), dtype=np.int64)
+    cdef int64_t[:, ::1] g2 = np.empty((H, W), dtype=np.int64)
+    # per-column sweep state, each block of columns owns its slice
+    cdef label_t[::1] a_lab = np.empty(W, dtype=dtype)
+    cdef label_t[::1] b_lab = np.empty(W, dtype=dtype)
+    cdef Py_ssize_t[::1] a_pos = np.zeros(W, dtype=np.intp)
+    cdef Py_ssize_t[::1] b_pos = np.zeros(W, dtype=np.intp)
+    cdef Py_ssize_t nblocks = (W + BLOCK - 1) // BLOCK, blk, x0, y, x
+    cdef double denom = 2.0 * sigma * sigma, a, wc
+    cdef Py_ssize_t* v1
+    cdef Py_ssize_t* v2
+    cdef Py_ssize_t* cols
+    cdef Py_ssize_t* nxt
+    cdef Py_ssize_t* prv
+    cdef double* z1
+    cdef double* z2
+    cdef label_t* clab
+    cdef int64_t* cg
+    cdef int64_t* d1sq
+    cdef int64_t* d2sq
+
+    with nogil:
+        for blk in prange(nblocks, num_threads=num_threads, schedule="static"):
+            x0 = blk * BLOCK
+            _column_block(&labels[0, 0], &l1[0, 0], &g1[0, 0], &l2[0, 0], &g2[0, 0], H, W,
+                          x0, min(x0 + BLOCK, W), &a_lab[0], &a_pos[0], &b_lab[0], &b_pos[0])
+
+        with parallel(num_threads=num_threads):
+            v1 = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
+            v2 = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
+            cols = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
+            nxt = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
+            prv = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
+            z1 = <double*> malloc((W + 1) * sizeof(double))
+            z2 = <double*> malloc((W + 1) * sizeof(double))
+            clab = <label_t*> malloc(W * sizeof(label_t))
+            cg = <int64_t*> malloc(W * sizeof(int64_t))
+            d1sq = <int64_t*> malloc(W * sizeof(int64_t))
+            d2sq = <int64_t*> malloc(W * sizeof(int64_t))
+            for y in prange(H, schedule="static"):
+                _row(&l1[y, 0], &g1[y, 0], &g2[y, 0], W, v1, z1, v2, z2, cols, clab, cg,
+                     nxt, prv, d1sq, d2sq)
+                if want_w:
+                    for x in range(W):
+                        wc = wc1 if labels[y, x] != 0 else wc0
+                        if d2sq[x] < INF and (border_all or labels[y, x] == 0):
+                            a = sqrt(<double>d1sq[x]) + sqrt(<double>d2sq[x])
+                            wc = wc + w0 * exp(-(a * a) / denom)
+                        w[y, x] = <float>wc
+                else:
+                    for x in range(W):
+                        d1[y, x] = _dist(d1sq[x])
+                        d2[y, x] = _dist(d2sq[x])
+            free(v1)
+            free(v2)
+            free(cols)
+            free(nxt)
+            free(prv)
+            free(z1)
+            free(z2)
+            free(clab)
+            free(cg)
+            free(d1sq)
+            free(d2sq)
