@@ -48,7 +48,7 @@ import numpy as np
 
 cimport cython
 from cython.parallel cimport parallel, prange
-from libc.math cimport exp, sqrt, INFINITY, HUGE_VAL
+from libc.math cimport exp, sqrt, INFINITY
 from libc.stdint cimport (int8_t, int16_t, int32_t, int64_t,
                           uint8_t, uint16_t, uint32_t, uint64_t)
 from libc.stdlib cimport free, malloc
@@ -149,40 +149,42 @@ cdef void _column_block(const label_t* lab, label_t* l1, int64_t* g1, label_t* l
 
 
 cdef Py_ssize_t _envelope(const int64_t* g, Py_ssize_t W, Py_ssize_t* v,
-                          double* z) noexcept nogil:
+                          int64_t* f) noexcept nogil:
     """Lower envelope of the parabolas (x - q)^2 + g[q] over finite g; returns their count.
 
-    v[k] = apex column of the k-th parabola, z[k]..z[k+1] = where it is the lowest. The
-    intersections are rationals with denominator <= 2 W, never within rounding error of
-    an integer x unless exactly on it (a tie, where either parabola gives the same value).
+    v[k] = apex column of the k-th lowest parabola from the left, f[k] = g[v[k]] + v[k]^2.
+    Felzenszwalb & Huttenlocher's algorithm with its intersection test
+    s(p, q) = (f_q - f_p) / (2 (q - p)) cross-multiplied, so that everything stays exact
+    in int64 and no division is needed (|f| < 2^41 for H, W <= 2^20: products < 2^62).
     """
-    cdef Py_ssize_t q, p, k = -1
-    cdef double s = 0.0, fq
+    cdef Py_ssize_t q, p, pp, k = -1
+    cdef int64_t fq
     for q in range(W):
         if g[q] >= INF:
             continue
-        fq = <double>(g[q] + q * q)
-        while k >= 0:
+        fq = g[q] + q * q
+        # drop the last parabola while the new one overtakes it before it got lowest:
+        # s(p, q) <= s(pp, p)
+        while k >= 1:
             p = v[k]
-            s = (fq - <double>(g[p] + p * p)) / (2.0 * <double>(q - p))
-            if s > z[k]:
+            pp = v[k - 1]
+            if (fq - f[k]) * (p - pp) > (f[k] - f[k - 1]) * (q - p):
                 break
             k -= 1
         k += 1
         v[k] = q
-        z[k] = s if k > 0 else -HUGE_VAL
-        z[k + 1] = HUGE_VAL
+        f[k] = fq
     return k + 1
 
 
 cdef void _row(const label_t* l1, const int64_t* g1, const int64_t* g2, Py_ssize_t W,
-               Py_ssize_t* v1, double* z1, Py_ssize_t* v2, double* z2,
+               Py_ssize_t* v1, int64_t* f1, Py_ssize_t* v2, int64_t* f2,
                Py_ssize_t* cols, label_t* clab, int64_t* cg, Py_ssize_t* nxt,
                Py_ssize_t* prv, int64_t* d1sq, int64_t* d2sq) noexcept nogil:
     """One row: squared d1 and d2 from the column pass's (l1, g1), (l2, g2)."""
     cdef Py_ssize_t x, j, j0, n, k1 = 0, k2 = 0, p, dx
-    cdef Py_ssize_t n1 = _envelope(g1, W, v1, z1)
-    cdef Py_ssize_t n2 = _envelope(g2, W, v2, z2)
+    cdef Py_ssize_t n1 = _envelope(g1, W, v1, f1)
+    cdef Py_ssize_t n2 = _envelope(g2, W, v2, f2)
     cdef int64_t best, dx2, cand
     cdef label_t L
     if n1 == 0:  # no object in this row's columns, hence none in the image
@@ -206,14 +208,15 @@ cdef void _row(const label_t* l1, const int64_t* g1, const int64_t* g2, Py_ssize
         prv[j] = prv[j - 1] if clab[j - 1] == clab[j] else j - 1
     j0 = 0
     for x in range(W):
-        while z1[k1 + 1] < x:
+        # move to the next parabola once it is no higher at x: (x - v)^2 + g = x^2 - 2 x v + f
+        while k1 + 1 < n1 and f1[k1 + 1] - f1[k1] <= 2 * x * (v1[k1 + 1] - v1[k1]):
             k1 += 1
         p = v1[k1]
         d1sq[x] = (x - p) * (x - p) + g1[p]
         L = l1[p]
         best = INF
         if n2 > 0:
-            while z2[k2 + 1] < x:
+            while k2 + 1 < n2 and f2[k2 + 1] - f2[k2] <= 2 * x * (v2[k2 + 1] - v2[k2]):
                 k2 += 1
             p = v2[k2]
             best = (x - p) * (x - p) + g2[p]
@@ -282,8 +285,8 @@ def _nearest_two(label_t[:, ::1] labels, float[:, ::1] d1, float[:, ::1] d2,
     cdef Py_ssize_t* cols
     cdef Py_ssize_t* nxt
     cdef Py_ssize_t* prv
-    cdef double* z1
-    cdef double* z2
+    cdef int64_t* f1
+    cdef int64_t* f2
     cdef label_t* clab
     cdef int64_t* cg
     cdef int64_t* d1sq
@@ -301,14 +304,14 @@ def _nearest_two(label_t[:, ::1] labels, float[:, ::1] d1, float[:, ::1] d2,
             cols = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
             nxt = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
             prv = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
-            z1 = <double*> malloc((W + 1) * sizeof(double))
-            z2 = <double*> malloc((W + 1) * sizeof(double))
+            f1 = <int64_t*> malloc(W * sizeof(int64_t))
+            f2 = <int64_t*> malloc(W * sizeof(int64_t))
             clab = <label_t*> malloc(W * sizeof(label_t))
             cg = <int64_t*> malloc(W * sizeof(int64_t))
             d1sq = <int64_t*> malloc(W * sizeof(int64_t))
             d2sq = <int64_t*> malloc(W * sizeof(int64_t))
             for y in prange(H, schedule="static"):
-                _row(&l1[y, 0], &g1[y, 0], &g2[y, 0], W, v1, z1, v2, z2, cols, clab, cg,
+                _row(&l1[y, 0], &g1[y, 0], &g2[y, 0], W, v1, f1, v2, f2, cols, clab, cg,
                      nxt, prv, d1sq, d2sq)
                 if want_w:
                     for x in range(W):
@@ -326,8 +329,8 @@ def _nearest_two(label_t[:, ::1] labels, float[:, ::1] d1, float[:, ::1] d2,
             free(cols)
             free(nxt)
             free(prv)
-            free(z1)
-            free(z2)
+            free(f1)
+            free(f2)
             free(clab)
             free(cg)
             free(d1sq)
