@@ -93,6 +93,31 @@ def show(ax, image, title, cmap="gray", colorbar=False, **kwargs):
     return im
 
 
+# --- chapter 4: the weight map ------------------------------------------------------------
+
+
+@output("weight_map.png")
+def weight_map_figure():
+    """Mask, w_c, d1, d2 and w of a crop of ISBI 2012 training label 0."""
+    from skimage.measure import label
+
+    from unet_ref.weights import d1_d2, weight_map
+
+    _, mask = isbi_pair(0)
+    mask = mask[:192, :192]  # a crop, so that single membranes stay visible
+    w = weight_map(mask)  # the paper's w0 = 10, sigma = 5
+    w_c = weight_map(mask, w0=0)
+    d1, d2 = d1_d2(label(mask >= 128, connectivity=2))
+    fig, axes = plt.subplots(1, 5, figsize=(16, 3.6))
+    show(axes[0], mask, "mask (ISBI 2012, label 0)", colorbar=True)
+    show(axes[1], w_c, "class weights $w_c$", cmap="viridis", colorbar=True)
+    show(axes[2], d1, "$d_1$: nearest cell (px)", cmap="magma", colorbar=True)
+    show(axes[3], d2, "$d_2$: second-nearest cell (px)", cmap="magma", colorbar=True)
+    show(axes[4], w, "$w = w_c + w_0 e^{-(d_1+d_2)^2 / 2\\sigma^2}$", cmap="viridis", colorbar=True)
+    fig.tight_layout()
+    return fig
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", help="outputs to make (default: all)")
