@@ -193,7 +193,7 @@ def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="bal
     --------
     >>> mask = np.array([[255, 0, 0, 255]], dtype=np.uint8)
     >>> weight_map(mask, w0=10, sigma=5).round(3)
-    array([[2.923, 2.923, 2.923, 2.923]], dtype=float32)
+    array([[9.353, 9.353, 9.353, 9.353]], dtype=float32)
     """
     if (mask is None) == (labels is None):
         raise ValueError("pass exactly one of mask= (binary) or labels= (instance labels)")

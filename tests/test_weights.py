@@ -1,0 +1,230 @@
+"""Specification of unet_ref.weights: d1/d2 bit-identical to the per-object reference,
+the weight map equal to the notebook's formula, defined edge cases, clear errors."""
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy import ndimage
+from skimage.io import imread
+
+from unet_ref import reference
+from unet_ref.weights import balanced_class_weights, d1_d2, weight_map
+
+INT_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]
+EIGHT = np.ones((3, 3), bool)  # 8-connectivity, the notebook's (skimage's default in 2-D)
+
+
+def assert_bit_identical(actual, expected):
+    for a, e, name in zip(actual, expected, ("d1", "d2")):
+        assert a.dtype == np.float32 and a.shape == e.shape, name
+        assert np.array_equal(np.isinf(a), np.isinf(e)), f"{name}: inf positions differ"
+        assert np.array_equal(a, e), f"{name}: max diff {np.nanmax(np.abs(a - e))}"
+
+
+@st.composite
+def label_images(draw, max_side=40):
+    """Instance labels: any integer dtype, ids anywhere in its range (gaps, near the max),
+    as noise (many touching objects) or as rectangles on background; C, F or strided."""
+    dtype = np.dtype(draw(st.sampled_from(INT_DTYPES)))
+    h = draw(st.integers(1, max_side))
+    w = draw(st.integers(1, max_side))
+    top = int(np.iinfo(dtype).max)
+    ids = draw(st.lists(st.one_of(st.integers(1, 6), st.integers(1, top), st.just(top)),
+                        min_size=0, max_size=6, unique=True))
+    labels = np.zeros((h, w), dtype)
+    if ids and draw(st.booleans()):  # noise: every pixel background or one of the ids
+        seed = draw(st.integers(0, 2**32 - 1))
+        labels[:] = np.random.default_rng(seed).choice(np.array([0] + ids, dtype), size=(h, w))
+    else:  # rectangles, possibly overlapping (touching objects) or far apart
+        for k in ids:
+            y0, x0 = draw(st.integers(0, h - 1)), draw(st.integers(0, w - 1))
+            y1, x1 = draw(st.integers(y0 + 1, h)), draw(st.integers(x0 + 1, w))
+            labels[y0:y1, x0:x1] = k
+    layout = draw(st.sampled_from(["C", "F", "strided", "flipped"]))
+    if layout == "F":
+        labels = np.asfortranarray(labels)
+    elif layout == "strided":  # a non-contiguous view of a bigger array
+        big = np.zeros((2 * h, 3 * w), dtype)
+        big[::2, ::3] = labels
+        labels = big[::2, ::3]
+    elif layout == "flipped":  # negative strides
+        labels = np.ascontiguousarray(labels[::-1, ::-1])[::-1, ::-1]
+    return labels
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(label_images())
+def test_d1_d2_is_bit_identical_to_the_per_object_reference(labels):
+    assert_bit_identical(d1_d2(labels), reference.d1_d2(labels))
+
+
+@settings(max_examples=40, deadline=None)
+@given(label_images(max_side=64), st.sampled_from(["rows", "columns"]))
+def test_d1_d2_on_single_rows_and_columns(labels, kind):
+    line = labels[:1, :] if kind == "rows" else labels[:, :1]  # 1 x N and N x 1
+    assert_bit_identical(d1_d2(line), reference.d1_d2(line))
+
+
+def test_d1_d2_with_one_thread_equals_all_threads():
+    labels = np.random.default_rng(0).integers(0, 30, size=(97, 131)) * (np.random.default_rng(1).random((97, 131)) < 0.05)
+    assert_bit_identical(d1_d2(labels, num_threads=1), d1_d2(labels, num_threads=2))
+    assert_bit_identical(d1_d2(labels, num_threads=1), reference.d1_d2(labels))
+
+
+def test_d1_d2_of_a_hand_computed_case():
+    labels = np.array([[1, 0, 0, 0, 2],
+                       [0, 0, 0, 0, 0]])
+    d1, d2 = d1_d2(labels)
+    np.testing.assert_array_equal(d1, np.float32([[0, 1, 2, 1, 0], [1, 2**0.5, 5**0.5, 2**0.5, 1]]))
+    np.testing.assert_array_equal(d2, np.float32([[4, 3, 2, 3, 4], [17**0.5, 10**0.5, 5**0.5, 10**0.5, 17**0.5]]))
+
+
+def test_d1_d2_is_inf_where_objects_are_missing():
+    d1, d2 = d1_d2(np.zeros((3, 4), np.uint8))
+    assert np.isinf(d1).all() and np.isinf(d2).all()
+    d1, d2 = d1_d2(np.array([[0, 7, 7, 0]]))
+    np.testing.assert_array_equal(d1, np.float32([[1, 0, 0, 1]]))
+    assert np.isinf(d2).all()
+
+
+def test_d1_d2_of_bool_and_byte_swapped_labels():
+    labels = np.array([[1, 0, 2, 2, 0, 1]], dtype=">i4")
+    assert_bit_identical(d1_d2(labels), reference.d1_d2(labels.astype(np.int32)))
+    mask = np.array([[True, False, False]])
+    assert_bit_identical(d1_d2(mask), reference.d1_d2(mask.astype(np.uint8)))
+
+
+# -- the 25 ISBI 2012 training labels: ~2 s of reference per slice, so 4 slices by default
+ISBI_SLICES = range(25) if os.environ.get("UNET_REF_ALL_ISBI") == "1" else (0, 8, 16, 24)
+
+
+@pytest.mark.parametrize("index", ISBI_SLICES)
+def test_isbi_labels_d1_d2_and_weight_map_match_the_reference(isbi_label_paths, index):
+    mask = imread(isbi_label_paths[index])
+    assert mask.shape == (512, 512) and mask.dtype == np.uint8
+    labels, _ = ndimage.label(mask >= 128, structure=EIGHT)
+    assert_bit_identical(d1_d2(labels), reference.d1_d2(labels))
+    # the formula's float64 operations are the reference's, but exp may round differently
+    np.testing.assert_allclose(weight_map(mask), reference.weight_map(mask), rtol=1e-6, atol=0)
+
+
+# -- the weight map against the notebook formula --------------------------------------
+
+
+def notebook_formula(cells, labels, w_c, w0=10.0, sigma=5.0):
+    """w_c(x) + w0 exp(-(d1 + d2)^2 / (2 sigma^2)) with d1, d2 from the reference."""
+    d1, d2 = (d.astype(np.float64) for d in reference.d1_d2(labels))
+    return np.where(cells, w_c[1], w_c[0]) + w0 * np.exp(-((d1 + d2) ** 2) / (2 * sigma**2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 30), st.integers(1, 30), st.integers(0, 2**32 - 1), st.floats(0.05, 0.95))
+def test_weight_map_of_random_masks_matches_the_reference(h, w, seed, p):
+    mask = np.where(np.random.default_rng(seed).random((h, w)) < p, 255, 0).astype(np.uint8)
+    np.testing.assert_allclose(weight_map(mask), reference.weight_map(mask), rtol=1e-6, atol=0)
+
+
+def test_weight_map_of_two_single_pixel_cells_by_hand():
+    # 2 cells, 2 membrane pixels: w_c = 1; d1 + d2 = 3 everywhere on the line
+    w = weight_map(np.array([[255, 0, 0, 255]], np.uint8), w0=10, sigma=5)
+    np.testing.assert_allclose(w, np.full((1, 4), 1 + 10 * np.exp(-9 / 50)), rtol=1e-6)
+
+
+def test_weight_map_class_weights_are_inverse_frequencies_rarer_class_one():
+    mask = np.zeros((4, 8), np.uint8)
+    mask[1:3, 1:3] = 255  # one cell of 4 pixels, 28 membrane pixels: no border term
+    w = weight_map(mask)
+    np.testing.assert_allclose(w, np.where(mask == 255, 1.0, 4 / 28), rtol=1e-6)
+    assert balanced_class_weights(mask == 255) == pytest.approx((4 / 28, 1.0))
+
+
+def test_weight_map_options_match_the_formula():
+    labels = np.zeros((20, 24), np.int32)
+    labels[2:9, 3:10], labels[2:9, 11:20], labels[12:18, 5:22] = 3, 9, 40  # ids with gaps
+    cells = labels > 0
+    n = cells.mean()
+    balanced = ((n / (1 - n), 1.0) if n < 0.5 else (1.0, (1 - n) / n))
+    expected = notebook_formula(cells, labels, balanced, w0=7.0, sigma=3.0)
+    np.testing.assert_allclose(weight_map(labels=labels, w0=7.0, sigma=3.0), expected, rtol=1e-6)
+    # the same cells as a mask, labelled 8-connected, give the same map
+    np.testing.assert_allclose(weight_map(cells, w0=7.0, sigma=3.0), expected, rtol=1e-6)
+    expected = notebook_formula(cells, labels, (1.0, 1.0))
+    np.testing.assert_allclose(weight_map(labels=labels, class_weights=None), expected, rtol=1e-6)
+    expected = notebook_formula(cells, labels, (0.25, 2.0))
+    np.testing.assert_allclose(weight_map(labels=labels, class_weights=(0.25, 2.0)), expected, rtol=1e-6)
+    # border term on background only: cells keep their class weight
+    expected = np.where(cells, 2.0, notebook_formula(cells, labels, (0.25, 2.0)))
+    got = weight_map(labels=labels, class_weights=(0.25, 2.0), border="background")
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_weight_map_keeps_touching_instances_apart_only_when_given_labels():
+    labels = np.array([[1, 1, 2, 2]])
+    # no membrane pixels: the cell class weighs 1; d1 = 0, d2 = 1 or 2
+    np.testing.assert_allclose(weight_map(labels=labels), 1 + 10 * np.exp(-np.float64([[4, 1, 1, 4]]) / 50), rtol=1e-6)
+    np.testing.assert_array_equal(weight_map(labels > 0), np.ones((1, 4), np.float32))  # one cell
+
+
+def test_weight_map_connectivity_decides_whether_diagonal_pixels_are_one_cell():
+    mask = np.array([[255, 0], [0, 255]], np.uint8)
+    np.testing.assert_array_equal(weight_map(mask, connectivity=2), np.ones((2, 2), np.float32))
+    # two cells: d1 + d2 = 0 + sqrt 2 on the cells, 1 + 1 on the membrane
+    expected = 1 + 10 * np.exp(-np.float64([[2, 4], [4, 2]]) / 50)
+    np.testing.assert_allclose(weight_map(mask, connectivity=1), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("value", [0, 255])
+def test_weight_map_of_a_single_class_is_one_everywhere(value):
+    # the notebook divides by zero here; the present class weighs 1, no border term (< 2 cells)
+    mask = np.full((5, 7), value, np.uint8)
+    np.testing.assert_array_equal(weight_map(mask), np.ones((5, 7), np.float32))
+    np.testing.assert_array_equal(reference.weight_map(mask), np.ones((5, 7), np.float32))
+
+
+def test_weight_map_accepts_bool_and_01_integer_masks_and_keeps_layout():
+    mask = np.zeros((9, 11), bool)
+    mask[1:4, 1:4] = mask[5:8, 6:10] = True
+    expected = weight_map(np.where(mask, 255, 0).astype(np.uint8))
+    np.testing.assert_array_equal(weight_map(mask), expected)
+    np.testing.assert_array_equal(weight_map(mask.astype(np.int64)), expected)
+    np.testing.assert_array_equal(weight_map(np.asfortranarray(mask)), expected)
+    assert weight_map(mask).dtype == np.float32 and weight_map(mask).shape == (9, 11)
+
+
+# -- bad input ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("labels, error, match", [
+    (np.zeros((2, 3, 4), np.int32), ValueError, "2-D"),
+    (np.zeros(5, np.int32), ValueError, "2-D"),
+    (np.zeros((0, 5), np.int32), ValueError, "empty"),
+    (np.zeros((3, 3), np.float32), TypeError, "integer"),
+    (np.array([[0, -1]]), ValueError, "negative"),
+    (np.array([["a", "b"]]), TypeError, "integer"),
+])
+def test_d1_d2_rejects_bad_labels(labels, error, match):
+    with pytest.raises(error, match=match):
+        d1_d2(labels)
+    with pytest.raises(error, match=match):
+        weight_map(labels=labels)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(mask=np.zeros((4, 4), np.float64)), TypeError, "mask"),
+    (dict(mask=np.array([[0, 1]], np.uint8)), ValueError, "0, 255"),
+    (dict(mask=np.array([[0, 2]], np.int32)), ValueError, "mask"),
+    (dict(mask=np.zeros((2, 2, 2), np.uint8)), ValueError, "2-D"),
+    (dict(mask=np.zeros((3, 0), np.uint8)), ValueError, "empty"),
+    (dict(), ValueError, "exactly one"),
+    (dict(mask=np.zeros((2, 2), bool), labels=np.zeros((2, 2), int)), ValueError, "exactly one"),
+    (dict(mask=np.zeros((2, 2), bool), border="cells"), ValueError, "border"),
+    (dict(mask=np.zeros((2, 2), bool), connectivity=3), ValueError, "connectivity"),
+    (dict(mask=np.zeros((2, 2), bool), class_weights=(1.0,)), ValueError, "class_weights"),
+    (dict(mask=np.zeros((2, 2), bool), class_weights="inverse"), ValueError, "class_weights"),
+    (dict(mask=np.zeros((2, 2), bool), sigma=0.0), ValueError, "sigma"),
+])
+def test_weight_map_rejects_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        weight_map(**kwargs)
