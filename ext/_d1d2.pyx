@@ -14,7 +14,7 @@ Algorithm (separable, like every exact Euclidean distance transform):
 
 1. Column pass (axis 0). For each pixel keep the two nearest DISTINCT labels in its column
    with their squared vertical distances, (l1, g1) and (l2, g2), g1 <= g2, l1 != l2
-   (label 0 with g = INF when absent). A top-down sweep keeps, per column, the last row
+   (label 0 with g = INF when absent; g stored as the int32 distance dy). A top-down sweep keeps, per column, the last row
    of the current label run (a) and of the previous distinct label (b): between b's row
    and the current row there are only background pixels and pixels of label a, so a and
    b are the two nearest distinct labels above. A bottom-up sweep does the same below,
@@ -63,15 +63,18 @@ ctypedef fused label_t:
     uint32_t
     uint64_t
 
-# "no such label": larger than any squared distance, small enough that INF + dx^2 fits
-cdef int64_t INF = (<int64_t>1) << 62
+# "no such label": the column pass stores vertical distances dy as int32 (half the memory
+# of int64 squares) with NONE for "absent"; squared, NONE becomes INF, which is larger
+# than any squared distance and small enough that INF + dx^2 fits in int64
+cdef int32_t NONE = 2147483647
+cdef int64_t INF = <int64_t>NONE * NONE
 # columns per block of the column pass: wide enough for contiguous rows, small enough
 # that the blocks spread over the threads
 cdef Py_ssize_t BLOCK = 64
 
 
-cdef inline void _sweep_update(label_t L, Py_ssize_t y, Py_ssize_t x, label_t* a_lab,
-                               Py_ssize_t* a_pos, label_t* b_lab, Py_ssize_t* b_pos) noexcept nogil:
+cdef inline void _sweep_update(label_t L, int32_t y, Py_ssize_t x, label_t* a_lab,
+                               int32_t* a_pos, label_t* b_lab, int32_t* b_pos) noexcept nogil:
     # a = the label seen last (and its last row), b = the distinct label before it
     if L != 0:
         if L != a_lab[x]:
@@ -81,26 +84,27 @@ cdef inline void _sweep_update(label_t L, Py_ssize_t y, Py_ssize_t x, label_t* a
         a_pos[x] = y
 
 
-cdef void _column_block(const label_t* lab, label_t* l1, int64_t* g1, label_t* l2,
-                        int64_t* g2, Py_ssize_t H, Py_ssize_t W, Py_ssize_t x0, Py_ssize_t x1,
-                        label_t* a_lab, Py_ssize_t* a_pos, label_t* b_lab,
-                        Py_ssize_t* b_pos) noexcept nogil:
-    """Columns x0..x1-1: nearest two distinct labels per pixel, squared distances."""
-    cdef Py_ssize_t x, y, i
+cdef void _column_block(const label_t* lab, label_t* l1, int32_t* g1, label_t* l2,
+                        int32_t* g2, Py_ssize_t H, Py_ssize_t W, Py_ssize_t x0, Py_ssize_t x1,
+                        label_t* a_lab, int32_t* a_pos, label_t* b_lab,
+                        int32_t* b_pos) noexcept nogil:
+    """Columns x0..x1-1: nearest two distinct labels per pixel, vertical distances dy."""
+    cdef Py_ssize_t x, i
+    cdef int32_t y
     cdef label_t ul1, ul2, dl1, dl2, fl, sl
-    cdef int64_t ud1, ud2, dd1, dd2, fd, sd
+    cdef int32_t ud1, ud2, dd1, dd2, fd, sd
     for x in range(x0, x1):
         a_lab[x] = 0
         b_lab[x] = 0
-    # top-down: the two nearest distinct labels at or above, vertical distance (not squared)
+    # top-down: the two nearest distinct labels at or above
     for y in range(H):
         i = y * W
         for x in range(x0, x1):
             _sweep_update(lab[i + x], y, x, a_lab, a_pos, b_lab, b_pos)
             l1[i + x] = a_lab[x]
-            g1[i + x] = y - a_pos[x] if a_lab[x] != 0 else INF
+            g1[i + x] = y - a_pos[x] if a_lab[x] != 0 else NONE
             l2[i + x] = b_lab[x]
-            g2[i + x] = y - b_pos[x] if b_lab[x] != 0 else INF
+            g2[i + x] = y - b_pos[x] if b_lab[x] != 0 else NONE
     for x in range(x0, x1):
         a_lab[x] = 0
         b_lab[x] = 0
@@ -111,9 +115,9 @@ cdef void _column_block(const label_t* lab, label_t* l1, int64_t* g1, label_t* l
         for x in range(x0, x1):
             _sweep_update(lab[i + x], y, x, a_lab, a_pos, b_lab, b_pos)
             dl1 = a_lab[x]
-            dd1 = a_pos[x] - y if dl1 != 0 else INF
+            dd1 = a_pos[x] - y if dl1 != 0 else NONE
             dl2 = b_lab[x]
-            dd2 = b_pos[x] - y if dl2 != 0 else INF
+            dd2 = b_pos[x] - y if dl2 != 0 else NONE
             ul1 = l1[i + x]
             ud1 = g1[i + x]
             ul2 = l2[i + x]
@@ -143,16 +147,16 @@ cdef void _column_block(const label_t* lab, label_t* l1, int64_t* g1, label_t* l
                     sl = dl2
                     sd = dd2
             l1[i + x] = fl
-            g1[i + x] = fd * fd if fd != INF else INF
+            g1[i + x] = fd
             l2[i + x] = sl
-            g2[i + x] = sd * sd if sd != INF else INF
+            g2[i + x] = sd
 
 
-cdef Py_ssize_t _envelope(const int64_t* g, Py_ssize_t W, Py_ssize_t* v,
+cdef Py_ssize_t _envelope(const int32_t* dy, Py_ssize_t W, Py_ssize_t* v,
                           int64_t* f) noexcept nogil:
-    """Lower envelope of the parabolas (x - q)^2 + g[q] over finite g; returns their count.
+    """Lower envelope of the parabolas (x - q)^2 + dy[q]^2 over dy != NONE; returns their count.
 
-    v[k] = apex column of the k-th lowest parabola from the left, f[k] = g[v[k]] + v[k]^2.
+    v[k] = apex column of the k-th lowest parabola from the left, f[k] = dy[v]^2 + v^2.
     Felzenszwalb & Huttenlocher's algorithm with its intersection test
     s(p, q) = (f_q - f_p) / (2 (q - p)) cross-multiplied, so that everything stays exact
     in int64 and no division is needed (|f| < 2^41 for H, W <= 2^20: products < 2^62).
@@ -160,9 +164,9 @@ cdef Py_ssize_t _envelope(const int64_t* g, Py_ssize_t W, Py_ssize_t* v,
     cdef Py_ssize_t q, p, pp, k = -1
     cdef int64_t fq
     for q in range(W):
-        if g[q] >= INF:
+        if dy[q] == NONE:
             continue
-        fq = g[q] + q * q
+        fq = <int64_t>dy[q] * dy[q] + q * q
         # drop the last parabola while the new one overtakes it before it got lowest:
         # s(p, q) <= s(pp, p)
         while k >= 1:
@@ -177,11 +181,11 @@ cdef Py_ssize_t _envelope(const int64_t* g, Py_ssize_t W, Py_ssize_t* v,
     return k + 1
 
 
-cdef void _row(const label_t* l1, const int64_t* g1, const int64_t* g2, Py_ssize_t W,
+cdef void _row(const label_t* l1, const int32_t* g1, const int32_t* g2, Py_ssize_t W,
                Py_ssize_t* v1, int64_t* f1, Py_ssize_t* v2, int64_t* f2,
                Py_ssize_t* cols, label_t* clab, int64_t* cg, Py_ssize_t* nxt,
                Py_ssize_t* prv, int64_t* d1sq, int64_t* d2sq) noexcept nogil:
-    """One row: squared d1 and d2 from the column pass's (l1, g1), (l2, g2)."""
+    """One row: squared d1 and d2 from the column pass's (l1, dy1), (l2, dy2)."""
     cdef Py_ssize_t x, j, j0, n, k1 = 0, k2 = 0, p, dx
     cdef Py_ssize_t n1 = _envelope(g1, W, v1, f1)
     cdef Py_ssize_t n2 = _envelope(g2, W, v2, f2)
@@ -195,10 +199,10 @@ cdef void _row(const label_t* l1, const int64_t* g1, const int64_t* g2, Py_ssize
     # the columns holding a label, and the ends of their runs of equal l1 (for jumping)
     n = 0
     for x in range(W):
-        if g1[x] < INF:
+        if g1[x] != NONE:
             cols[n] = x
             clab[n] = l1[x]
-            cg[n] = g1[x]
+            cg[n] = <int64_t>g1[x] * g1[x]
             n += 1
     nxt[n - 1] = n
     for j in range(n - 2, -1, -1):
@@ -212,14 +216,14 @@ cdef void _row(const label_t* l1, const int64_t* g1, const int64_t* g2, Py_ssize
         while k1 + 1 < n1 and f1[k1 + 1] - f1[k1] <= 2 * x * (v1[k1 + 1] - v1[k1]):
             k1 += 1
         p = v1[k1]
-        d1sq[x] = (x - p) * (x - p) + g1[p]
+        d1sq[x] = (x - p) * (x - p) + <int64_t>g1[p] * g1[p]
         L = l1[p]
         best = INF
         if n2 > 0:
             while k2 + 1 < n2 and f2[k2 + 1] - f2[k2] <= 2 * x * (v2[k2 + 1] - v2[k2]):
                 k2 += 1
             p = v2[k2]
-            best = (x - p) * (x - p) + g2[p]
+            best = (x - p) * (x - p) + <int64_t>g2[p] * g2[p]
         while j0 < n and cols[j0] < x:
             j0 += 1
         j = j0
@@ -271,13 +275,13 @@ def _nearest_two(label_t[:, ::1] labels, float[:, ::1] d1, float[:, ::1] d2,
     dtype = np.asarray(labels).dtype
     cdef label_t[:, ::1] l1 = np.empty((H, W), dtype=dtype)
     cdef label_t[:, ::1] l2 = np.empty((H, W), dtype=dtype)
-    cdef int64_t[:, ::1] g1 = np.empty((H, W), dtype=np.int64)
-    cdef int64_t[:, ::1] g2 = np.empty((H, W), dtype=np.int64)
+    cdef int32_t[:, ::1] g1 = np.empty((H, W), dtype=np.int32)
+    cdef int32_t[:, ::1] g2 = np.empty((H, W), dtype=np.int32)
     # per-column sweep state, each block of columns owns its slice
     cdef label_t[::1] a_lab = np.empty(W, dtype=dtype)
     cdef label_t[::1] b_lab = np.empty(W, dtype=dtype)
-    cdef Py_ssize_t[::1] a_pos = np.zeros(W, dtype=np.intp)
-    cdef Py_ssize_t[::1] b_pos = np.zeros(W, dtype=np.intp)
+    cdef int32_t[::1] a_pos = np.zeros(W, dtype=np.int32)
+    cdef int32_t[::1] b_pos = np.zeros(W, dtype=np.int32)
     cdef Py_ssize_t nblocks = (W + BLOCK - 1) // BLOCK, blk, x0, y, x
     cdef double denom = 2.0 * sigma * sigma, a, wc
     cdef Py_ssize_t* v1
