@@ -1,0 +1,195 @@
+"""Synthetic EM-like images with exact instance labels: the default data, no download.
+
+A sample imitates an ISBI 2012 slice (serial-section TEM of neural tissue, 512 x 512 px,
+about 100-136 cells, 20-27 % membrane):
+
+1. Cells are a random tessellation: the Voronoi cells of random seed points whose density
+   varies slowly (big and small cells side by side), with the cell map warped by a smooth
+   random displacement so that boundaries wiggle instead of being straight.
+2. Membranes are the pixels closer to a cell boundary than a slowly varying half-width
+   (1-3.5 px, so membranes are 3-8 px thick, like ISBI's). Every boundary pixel is
+   membrane, so two different cells never touch, not even diagonally: the 8-connected
+   components of the mask are exactly the cells, as `weight_map(mask)` will see them.
+3. The image: per-cell gray level, grainy texture, dark blurred membranes, dark
+   mitochondria-like ellipses and vesicle dots *inside* cells (ISBI labels them as cell,
+   so the network must learn that not every dark blob is membrane), slow illumination
+   change, blur and noise.
+
+Returned arrays follow the ISBI convention: mask uint8 {0, 255} with 255 = cell and 0 =
+membrane, instance labels int32 with 0 = membrane and ids 1..n numbered like
+`scipy.ndimage.label` with 8-connectivity, so mask == (labels > 0) * 255 and
+`ndimage.label(mask, 8-connected)` returns `labels` itself.
+"""
+import numbers
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["synthetic_sample", "synthetic_dataset"]
+
+CELLS_PER_MEGAPIXEL = 125 / (512 * 512) * 1e6  # ISBI slices: ~100-136 cells per 512 x 512
+MIN_CELL_AREA = 20  # px; smaller slivers left by the warp become membrane
+EIGHT = np.ones((3, 3), bool)  # 8-connectivity, as the weight map labels masks
+
+
+def _shape(size):
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+        size = (int(size), int(size))
+    if (not isinstance(size, (tuple, list)) or len(size) != 2
+            or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in size)):
+        raise TypeError(f"size must be an int or a (height, width) pair of ints, got {size!r}")
+    if min(size) < 16:
+        raise ValueError(f"size must be at least 16 x 16 px (a few cells), got {tuple(size)}")
+    return int(size[0]), int(size[1])
+
+
+def _rng(seed):
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and seed >= 0):
+        return np.random.default_rng(seed)
+    raise TypeError(f"seed must be a non-negative int, None or a numpy Generator, got {seed!r}")
+
+
+def _smooth_field(rng, shape, scale):
+    """Random field with features of about `scale` px and unit standard deviation.
+
+    Cubic zoom of a coarse Gaussian grid: cheap, and smooth at every pixel."""
+    coarse = rng.standard_normal((shape[0] // scale + 2, shape[1] // scale + 2))
+    field = ndimage.zoom(coarse, scale, order=3, mode="mirror")[: shape[0], : shape[1]]
+    return (field - field.mean()) / (field.std() + 1e-12)
+
+
+def _tessellation(rng, shape):
+    """Warped Voronoi cell ids (H, W) int32 of seed points with a varying density."""
+    h, w = shape
+    density = np.exp(0.9 * _smooth_field(rng, shape, 128))  # big and small cells side by side
+    n_seeds = max(2, rng.poisson(1.05 * CELLS_PER_MEGAPIXEL * h * w / 1e6))  # some get dropped later
+    flat = rng.choice(h * w, size=n_seeds, replace=False, p=(density / density.sum()).ravel())
+    seeds = np.ones(shape, bool)
+    seeds.flat[flat] = False
+    # nearest seed of every pixel, by the Euclidean distance transform's index output
+    iy, ix = ndimage.distance_transform_edt(seeds, return_distances=False, return_indices=True)
+    ids = np.zeros(shape, np.int32)
+    ids.flat[flat] = np.arange(1, n_seeds + 1, dtype=np.int32)
+    ids = ids[iy, ix]
+    # wavy membranes: read the cell map through a smooth displacement (nearest: ids stay ids)
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    amplitude = 4.0
+    warp = [yy + amplitude * _smooth_field(rng, shape, 24), xx + amplitude * _smooth_field(rng, shape, 24)]
+    return ndimage.map_coordinates(ids, warp, order=0, mode="nearest")
+
+
+def _cells(rng, ids):
+    """Instance labels (H, W) int32 after carving membranes out of the tessellation."""
+    boundary = np.zeros(ids.shape, bool)
+    # a pixel is boundary if a 4-neighbour belongs to another cell; marking both sides
+    # leaves no diagonal contact between different cells (see the module docstring)
+    differ_y, differ_x = ids[1:] != ids[:-1], ids[:, 1:] != ids[:, :-1]
+    boundary[1:] |= differ_y
+    boundary[:-1] |= differ_y
+    boundary[:, 1:] |= differ_x
+    boundary[:, :-1] |= differ_x
+    half_width = 2.25 + 1.25 * np.tanh(_smooth_field(rng, ids.shape, 48))  # 1-3.5 px
+    cells = ndimage.distance_transform_edt(~boundary) >= half_width
+    labels, n = ndimage.label(cells, structure=EIGHT)
+    area = np.bincount(labels.ravel(), minlength=n + 1)
+    small = area < MIN_CELL_AREA
+    small[0] = False
+    if small.any():
+        labels, _ = ndimage.label(cells & ~small[labels], structure=EIGHT)
+    return labels.astype(np.int32, copy=False)
+
+
+def _organelles(rng, labels):
+    """Darkening (H, W) float32 from mitochondria-like ellipses and vesicle dots in cells."""
+    h, w = labels.shape
+    inside = ndimage.distance_transform_edt(labels > 0)  # distance to the nearest membrane
+    dark = np.zeros(labels.shape, np.float32)
+    # mitochondria: dark ellipses with a lighter rim, kept 3 px away from the membrane
+    n_mito = rng.poisson(12 * h * w / 512**2)
+    yx = np.argwhere(inside > 10)
+    for _ in range(n_mito if len(yx) else 0):
+        cy, cx = yx[rng.integers(len(yx))]
+        a, b = rng.uniform(8, 20), rng.uniform(5, 10)
+        theta = rng.uniform(0, np.pi)
+        r = int(np.ceil(a)) + 1
+        y0, y1, x0, x1 = max(cy - r, 0), min(cy + r + 1, h), max(cx - r, 0), min(cx + r + 1, w)
+        dy, dx = np.mgrid[y0 - cy:y1 - cy, x0 - cx:x1 - cx]
+        u = (dx * np.cos(theta) + dy * np.sin(theta)) / a
+        v = (-dx * np.sin(theta) + dy * np.cos(theta)) / b
+        ellipse = (u * u + v * v <= 1) & (labels[y0:y1, x0:x1] == labels[cy, cx]) & (inside[y0:y1, x0:x1] > 3)
+        dark[y0:y1, x0:x1] += ellipse * rng.uniform(60, 90)
+    # vesicles: clusters of small dark dots
+    n_vesicles = rng.poisson(400 * h * w / 512**2)
+    centres = rng.integers(0, [h, w], size=(max(1, n_vesicles // 12), 2))
+    dots = (centres[rng.integers(len(centres), size=n_vesicles)] + rng.normal(0, 7, (n_vesicles, 2))).astype(int)
+    dots = dots[(dots >= 0).all(1) & (dots[:, 0] < h) & (dots[:, 1] < w)]
+    impulses = np.zeros(labels.shape, np.float32)
+    np.add.at(impulses, (dots[:, 0], dots[:, 1]), 1.0)
+    impulses *= inside > 2
+    dark += 500 * ndimage.gaussian_filter(impulses, 1.5)
+    return dark
+
+
+def synthetic_sample(size=512, seed=None):
+    """One synthetic EM-like image with its binary mask and instance labels.
+
+    Parameters
+    ----------
+    size : int or (int, int)
+        Height and width in px (at least 16). ISBI slices are 512 x 512.
+    seed : int, None or numpy.random.Generator
+        The same int gives the same sample; a Generator is drawn from (and advanced).
+
+    Returns
+    -------
+    image : (H, W) uint8
+        Gray EM-like image: bright grainy cells, dark membranes.
+    mask : (H, W) uint8
+        255 = cell, 0 = membrane (the ISBI convention); equals (labels > 0) * 255.
+    labels : (H, W) int32
+        0 = membrane, cells 1..n. Every cell is one 8-connected component and no two cells
+        are 8-adjacent, so labelling `mask` with 8-connectivity returns `labels` exactly.
+
+    Examples
+    --------
+    >>> image, mask, labels = synthetic_sample(128, seed=0)
+    >>> image.dtype, mask.dtype, labels.dtype, image.shape
+    (dtype('uint8'), dtype('uint8'), dtype('int32'), (128, 128))
+    >>> bool(np.array_equal(mask, (labels > 0) * 255))
+    True
+    """
+    shape = _shape(size)
+    rng = _rng(seed)
+    labels = _cells(rng, _tessellation(rng, shape))
+    n = int(labels.max())
+    cells = labels > 0
+    # gray levels: per cell, plus slow illumination change and grainy texture
+    cell_level = np.concatenate([[150.0], rng.normal(150, 8, n)]).astype(np.float32)  # [0]: membrane
+    image = cell_level[labels] + 15 * _smooth_field(rng, shape, 160)
+    grain = rng.standard_normal(shape).astype(np.float32)
+    image += 30 * ndimage.gaussian_filter(grain, 0.9) + 120 * ndimage.gaussian_filter(grain, 2.5)
+    image -= _organelles(rng, labels)
+    # membranes: dark, with soft edges (the membrane profile in ISBI is blurred by a few px)
+    membrane = ndimage.gaussian_filter((~cells).astype(np.float32), 1.2)
+    image = image * (1 - 0.5 * membrane) + 10 * membrane * _smooth_field(rng, shape, 32)
+    image = ndimage.gaussian_filter(image, 0.8) + rng.normal(0, 7, shape)
+    image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    mask = cells.astype(np.uint8) * np.uint8(255)
+    return image, mask, labels
+
+
+def synthetic_dataset(count, size=512, seed=0):
+    """`count` synthetic samples as stacks: (images (N, H, W) uint8, labels (N, H, W) int32).
+
+    Sample i is `synthetic_sample(size, seed=numpy.random.default_rng([seed, i]))`, so a
+    larger `count` with the same seed extends the dataset without changing its first images.
+    Masks are `labels > 0` (use `synthetic_sample` to get them as uint8 {0, 255}).
+    """
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
+        raise ValueError(f"count must be a positive int, got {count!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise TypeError(f"seed must be a non-negative int, got {seed!r}")
+    samples = [synthetic_sample(size, seed=np.random.default_rng([int(seed), i])) for i in range(int(count))]
+    return np.stack([s[0] for s in samples]), np.stack([s[2] for s in samples])
