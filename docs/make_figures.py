@@ -93,6 +93,34 @@ def show(ax, image, title, cmap="gray", colorbar=False, **kwargs):
     return im
 
 
+# --- chapter 1: the data ------------------------------------------------------------------
+
+
+def label_colors(labels, seed=0):
+    """Instance labels -> RGB with a random colour per id and black for 0 (membrane)."""
+    rng = np.random.default_rng(seed)
+    palette = rng.uniform(0.25, 1.0, (int(labels.max()) + 1, 3))
+    palette[0] = 0
+    return palette[labels]
+
+
+@output("data.png")
+def data_figure():
+    """A synthetic sample (image, mask, instance labels) beside ISBI 2012 slice 0."""
+    from unet_ref.synthetic import synthetic_sample
+
+    image, mask, labels = synthetic_sample(512, seed=0)
+    isbi_image, isbi_label = isbi_pair(0)
+    fig, axes = plt.subplots(1, 5, figsize=(17, 3.8))
+    show(axes[0], image, "synthetic image (seed 0)")
+    show(axes[1], mask, "synthetic mask")
+    show(axes[2], label_colors(labels), f"synthetic instance labels ({labels.max()} cells)", cmap=None)
+    show(axes[3], isbi_image, "ISBI 2012 slice 0")
+    show(axes[4], isbi_label, "ISBI 2012 label 0")
+    fig.tight_layout()
+    return fig
+
+
 # --- chapter 4: the weight map ------------------------------------------------------------
 
 
