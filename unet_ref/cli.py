@@ -348,7 +348,7 @@ def build_parser():
     p.add_argument("inputs", metavar="INPUT", nargs="+", help="image files, folders or TIFF stacks")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--tile-size", type=int, default=None, help="network input tile size (default: from the run's config)")
-    p.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass (default: 1)")
+    p.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass (default: as many as fit in 1 GiB)")
     p.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations")
     p.add_argument("--threshold", type=float, default=0.5, help="cell probability threshold for the masks (default: 0.5)")
     p.set_defaults(func=cmd_predict)
