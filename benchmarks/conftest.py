@@ -1,0 +1,73 @@
+"""Benchmark reporting: a ratio table per group at the end of the run.
+
+pytest-benchmark prints absolute times; the claims in this project are ratios measured in
+one run on one machine (2 cores, no GPU here), so after its table this prints, for every
+benchmark group, each benchmark's median and its ratio to the group's baseline (the one
+with ``benchmark.extra_info["baseline"] = True``), plus any other extra_info (peak memory,
+thread count). ``--ratio-json PATH`` also writes the table as JSON, for the docs' plots.
+
+    python -m pytest benchmarks/test_weightmap.py --benchmark-enable --ratio-json ratios.json
+"""
+import json
+import os
+import tempfile
+
+import pytest
+
+
+def pytest_addoption(parser):
+    parser.addoption("--ratio-json", default=None, metavar="PATH",
+                     help="write the per-group median/ratio table as JSON to PATH")
+
+
+def _ratio_table(config):
+    """{group: [row, ...]} with name, median_s, ratio and extra_info per benchmark."""
+    session = getattr(config, "_benchmarksession", None)
+    groups = {}
+    for bench in getattr(session, "benchmarks", []):
+        if bench:  # has stats (not skipped or failed)
+            groups.setdefault(bench.group or "(no group)", []).append(bench)
+    table = {}
+    for group, benches in groups.items():
+        baselines = [b for b in benches if b.extra_info.get("baseline")]
+        base = baselines[0].stats.median if baselines else None
+        table[group] = [
+            {
+                "name": b.name,
+                "median_s": b.stats.median,
+                "rounds": b.stats.rounds,
+                "ratio": b.stats.median / base if base else None,
+                "extra_info": {k: v for k, v in b.extra_info.items() if k != "baseline"},
+                "baseline": bool(b.extra_info.get("baseline")),
+            }
+            for b in sorted(benches, key=lambda b: b.stats.median)
+        ]
+    return table
+
+
+def _write_json(path, table):
+    """Atomically: a temp file in the same folder, then os.replace."""
+    folder = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as f:
+        json.dump({"machine": f"{os.cpu_count()} cores", "groups": table}, f, indent=2)
+    os.replace(f.name, path)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    table = _ratio_table(config)
+    if not table:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("ratios to each group's baseline (median)")
+    for group, rows in table.items():
+        write(f"[{group}]")
+        for row in rows:
+            ratio = f"{row['ratio']:8.3f}x" if row["ratio"] is not None else "      - "
+            extra = "  ".join(f"{k}={v}" for k, v in row["extra_info"].items())
+            mark = " (baseline)" if row["baseline"] else ""
+            write(f"  {row['name']:<46} {row['median_s'] * 1e3:10.2f} ms {ratio}  {extra}{mark}")
+    path = config.getoption("--ratio-json")
+    if path:
+        _write_json(path, table)
+        write(f"ratio table written to {path}")

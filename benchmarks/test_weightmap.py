@@ -1,0 +1,115 @@
+"""Weight map speed and memory: the one-pass kernel against the per-cell reference and
+against ONE Euclidean distance transform (scipy; the `edt` package) of the same image.
+
+    python -m pytest benchmarks/test_weightmap.py --benchmark-enable
+
+The baseline of every group is one `scipy.ndimage.distance_transform_edt` of the cell
+mask: the weight map (labelling + d1/d2 + formula, all in) costs that ratio of one EDT.
+extra_info carries peak_MB, the peak extra memory of one call (tracemalloc), and cells.
+The reference is O(H W n_cells) in time and memory, so it runs once (rounds=1) and only
+where it fits: ISBI, sizes <= 512, cell counts <= 100. Takes about two minutes.
+"""
+import functools
+import os
+import pathlib
+import tracemalloc
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from unet_ref import reference
+from unet_ref.synthetic import synthetic_sample
+from unet_ref.weights import d1_d2, weight_map
+
+edt = pytest.importorskip("edt", reason="the edt package is a benchmark extra: pip install edt")
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ISBI_LABEL = pathlib.Path(os.environ.get("UNET_REF_ISBI", ROOT.parent / "shared" / "data" / "isbi2012")) / "train" / "label" / "0.png"
+EIGHT = np.ones((3, 3), bool)
+
+
+def peak_mb(fn):
+    """Peak memory allocated during one call of fn, in MB (numpy arrays included)."""
+    tracemalloc.start()
+    try:
+        fn()
+        return round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
+    finally:
+        tracemalloc.stop()
+
+
+def contenders(mask):
+    """name -> (callable, rounds or None, baseline?) for one uint8 {0, 255} mask."""
+    cells = mask >= 128
+    labels, _ = ndimage.label(cells, structure=EIGHT)
+    return {
+        "scipy_edt": (lambda: ndimage.distance_transform_edt(cells), None, True),
+        "edt_package": (lambda: edt.edt(cells), None, False),
+        "weight_map": (lambda: weight_map(mask), None, False),
+        "weight_map_1thread": (lambda: weight_map(mask, num_threads=1), None, False),
+        "d1_d2_only": (lambda: d1_d2(labels), None, False),
+        "reference": (lambda: reference.weight_map(mask), 1, False),
+    }
+
+
+def run(benchmark, group, mask, name, with_reference=True):
+    fn, rounds, baseline = contenders(mask)[name]
+    if name == "reference" and not with_reference:
+        pytest.skip("the per-cell reference is O(H W n_cells): too slow / too big here")
+    benchmark.group = group
+    benchmark.extra_info["baseline"] = baseline
+    benchmark.extra_info["cells"] = int(ndimage.label(mask >= 128, structure=EIGHT)[1])
+    benchmark.extra_info["peak_MB"] = peak_mb(fn)
+    if rounds:
+        benchmark.pedantic(fn, rounds=rounds, iterations=1)
+    else:
+        benchmark(fn)
+
+
+NAMES = ["scipy_edt", "edt_package", "weight_map", "weight_map_1thread", "d1_d2_only", "reference"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_isbi_512(benchmark, name):
+    if not ISBI_LABEL.is_file():
+        pytest.skip(f"ISBI 2012 label not found at {ISBI_LABEL}")
+    from skimage.io import imread
+
+    run(benchmark, "isbi 512x512 (slice 0)", imread(ISBI_LABEL), name)
+
+
+@functools.lru_cache
+def synthetic_mask(size):
+    return synthetic_sample(size, seed=0)[1]  # ISBI-like cell density: cells grow with area
+
+
+@pytest.mark.parametrize("size", [256, 512, 1024, 2048])
+@pytest.mark.parametrize("name", NAMES)
+def test_size(benchmark, name, size):
+    run(benchmark, f"synthetic {size}x{size}", synthetic_mask(size), name, with_reference=size <= 512)
+
+
+@functools.lru_cache
+def voronoi_mask(n_cells, size=512, seed=0):
+    """Mask of n_cells Voronoi cells with 2 px membranes (both sides of each boundary)."""
+    rng = np.random.default_rng(seed)
+    flat = rng.choice(size * size, n_cells, replace=False)
+    background = np.ones((size, size), bool)
+    background.flat[flat] = False
+    iy, ix = ndimage.distance_transform_edt(background, return_distances=False, return_indices=True)
+    ids = np.zeros((size, size), np.int32)
+    ids.flat[flat] = np.arange(1, n_cells + 1)
+    ids = ids[iy, ix]
+    membrane = np.zeros_like(background)
+    membrane[1:] |= ids[1:] != ids[:-1]
+    membrane[:-1] |= ids[1:] != ids[:-1]
+    membrane[:, 1:] |= ids[:, 1:] != ids[:, :-1]
+    membrane[:, :-1] |= ids[:, 1:] != ids[:, :-1]
+    return np.where(membrane, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("n_cells", [10, 100, 1000, 5000])
+@pytest.mark.parametrize("name", NAMES)
+def test_cell_count(benchmark, name, n_cells):
+    run(benchmark, f"{n_cells} cells in 512x512", voronoi_mask(n_cells), name, with_reference=n_cells <= 100)
