@@ -121,6 +121,32 @@ def data_figure():
     return fig
 
 
+# --- chapter 2: augmentation ---------------------------------------------------------------
+
+
+@output("augment.png")
+def augment_figure():
+    """A synthetic sample, one elastic deformation (paper: 3 x 3 grid, sigma 10 px) of a
+    grid, the image and the instance labels, and the weight map of the warped labels."""
+    from unet_ref.augment import random_transform, warp
+    from unet_ref.synthetic import synthetic_sample
+    from unet_ref.weights import weight_map
+
+    image, _, labels = synthetic_sample(256, seed=0)
+    transform = random_transform(image.shape, np.random.default_rng(3), sigma=10.0, flips=False, max_shift=0.0)
+    grid = np.ones(image.shape, np.float32)
+    grid[::16] = grid[:, ::16] = 0  # lines every 16 px make the deformation visible
+    warped_labels = warp(labels, transform, order=0)
+    fig, axes = plt.subplots(1, 5, figsize=(17, 3.8))
+    show(axes[0], warp(grid, transform, order=1), "the deformation (on a 16 px grid)")
+    show(axes[1], image, "image")
+    show(axes[2], warp(image.astype(np.float32), transform, order=3), "warped image (cubic)")
+    show(axes[3], label_colors(warped_labels), "warped instance labels (nearest)", cmap=None)
+    show(axes[4], weight_map(labels=warped_labels), "weight map of the warped labels", cmap="viridis", colorbar=True)
+    fig.tight_layout()
+    return fig
+
+
 # --- chapter 4: the weight map ------------------------------------------------------------
 
 
