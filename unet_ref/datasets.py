@@ -1,0 +1,186 @@
+"""Loading segmentation data: ISBI 2012 (PNG folders or TIFF stacks) and image/mask folders.
+
+Every loader returns `(images, labels)`:
+
+- images: (N, H, W) or (N, H, W, C) array as read (uint8, uint16, ...), or a list of
+  arrays when the images differ in size; `normalize_image` scales them later, once.
+- labels: instance labels int32 of the same (N, H, W), 0 = membrane/background. Binary
+  masks (the ISBI convention: 255 = cell, 0 = membrane; also {0, 1} or bool) become
+  instance labels by 8-connected components, the rule of the notebook and of
+  `weight_map(mask)`; label images with other values (e.g. uint16 instance TIFFs) are
+  kept as instance ids.
+
+Errors name the file or folder: missing, empty, unreadable, count or shape mismatch,
+non-binary where a binary mask is expected.
+"""
+import pathlib
+import re
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["read_image", "to_instance_labels", "load_isbi", "load_image_folders", "load_dataset",
+           "train_val_split", "IMAGE_SUFFIXES"]
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+EIGHT = np.ones((3, 3), bool)  # 8-connectivity, as the notebook's skimage.measure.label
+# folder pairs tried by load_dataset, in this order
+FOLDER_PAIRS = (("train/image", "train/label"), ("image", "label"), ("images", "masks"),
+                ("image", "mask"), ("images", "labels"))
+
+
+def read_image(path):
+    """Read one image file (PNG, TIFF incl. multi-page stacks, JPEG, BMP) as an array."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file {path} does not exist")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            return tifffile.imread(path)
+        from skimage import io
+
+        return io.imread(path)
+    except Exception as error:  # every decoder has its own exception types
+        raise ValueError(f"cannot read image {path}: {type(error).__name__}: {error}") from error
+
+
+def _is_binary(values):
+    values = set(values.tolist())
+    return values <= {0, 255} or values <= {0, 1}
+
+
+def to_instance_labels(labels, *, binary=None, name="labels"):
+    """(H, W) mask or label image -> int32 instance labels (0 = background).
+
+    Parameters
+    ----------
+    labels : (H, W) int or bool
+    binary : bool or None
+        True: must be a binary mask ({0, 255}, {0, 1} or bool), else ValueError.
+        None: binary masks are labelled, other images are taken as instance ids.
+        False: always instance ids.
+    name : str
+        Names the input (e.g. the file) in error messages.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (H, W) label image, got shape {labels.shape}")
+    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
+        raise TypeError(f"{name} must hold integer labels or a binary mask, got dtype {labels.dtype}")
+    values = np.unique(labels)
+    is_binary = labels.dtype == bool or _is_binary(values)
+    if binary and not is_binary:
+        shown = values[:8].tolist()
+        raise ValueError(f"{name} is not a binary mask: expected values {{0, 255}} or {{0, 1}}, "
+                         f"got {len(values)} distinct values {shown}{' ...' if len(values) > 8 else ''}")
+    if is_binary and binary is not False:
+        return ndimage.label(labels > 0, structure=EIGHT)[0].astype(np.int32, copy=False)
+    if values[0] < 0:
+        raise ValueError(f"{name} has negative labels; expected 0 = background and ids > 0")
+    if values[-1] > np.iinfo(np.int32).max:
+        raise ValueError(f"{name} has label ids above 2**31 - 1")
+    return labels.astype(np.int32)
+
+
+def _natural_key(path):
+    """'10.png' after '9.png': digits compare as numbers."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.stem)]
+
+
+def _image_files(folder):
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"folder {folder} does not exist")
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+    if not files:
+        raise ValueError(f"folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _stack(arrays):
+    """One array if all shapes agree, else the list."""
+    return np.stack(arrays) if len({a.shape for a in arrays}) == 1 else list(arrays)
+
+
+def _pair(images, labels, image_names, label_names, binary):
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images ({image_names}) but {len(labels)} labels ({label_names})")
+    out = []
+    for i, (image, label) in enumerate(zip(images, labels)):
+        label_name = label_names[i] if isinstance(label_names, list) else f"{label_names}[{i}]"
+        image_name = image_names[i] if isinstance(image_names, list) else f"{image_names}[{i}]"
+        if image.shape[:2] != np.shape(label)[:2]:
+            raise ValueError(f"image {image_name} is {image.shape[:2]} but its labels {label_name} are "
+                             f"{np.shape(label)[:2]}")
+        out.append(to_instance_labels(label, binary=binary, name=str(label_name)))
+    return _stack(list(images)), _stack(out)
+
+
+def load_image_folders(image_dir, label_dir, *, binary=None):
+    """Images and labels from two folders, matched by file name without suffix.
+
+    `binary=True` demands binary masks (the ISBI PNG labels); None accepts instance labels
+    too (see `to_instance_labels`). Returns (images, labels) as described in the module.
+    """
+    image_files, label_files = _image_files(image_dir), _image_files(label_dir)
+    labels_by_stem = {p.stem: p for p in label_files}
+    missing = [p.name for p in image_files if p.stem not in labels_by_stem]
+    extra = sorted(set(labels_by_stem) - {p.stem for p in image_files})
+    if missing or extra:
+        raise ValueError(f"images in {image_dir} and labels in {label_dir} do not match by name: "
+                         f"no label for {missing[:5]}, no image for {extra[:5]}")
+    label_files = [labels_by_stem[p.stem] for p in image_files]
+    images = [read_image(p) for p in image_files]
+    labels = [read_image(p) for p in label_files]
+    return _pair(images, labels, [str(p) for p in image_files], [str(p) for p in label_files], binary)
+
+
+def load_isbi(path):
+    """ISBI 2012 training data: `train/image/N.png` + `train/label/N.png` folders, or the
+    challenge's multi-page TIFFs `train-volume.tif` + `train-labels.tif` (in `path`, or
+    `path` is the volume itself). PNG labels must be binary (255 = cell); a TIFF labels
+    stack may be binary or hold instance ids."""
+    path = pathlib.Path(path)
+    if path.is_dir() and (path / "train" / "image").is_dir():
+        return load_image_folders(path / "train" / "image", path / "train" / "label", binary=True)
+    volume = path if path.is_file() else path / "train-volume.tif"
+    label_file = volume.with_name(volume.name.replace("volume", "labels"))
+    if not volume.is_file() or volume == label_file:
+        raise FileNotFoundError(f"no ISBI data at {path}: expected train/image + train/label folders "
+                                f"or train-volume.tif + train-labels.tif")
+    images, labels = read_image(volume), read_image(label_file)
+    if images.ndim == 2:  # a single page
+        images, labels = images[None], labels[None]
+    # binary=None: a labels stack may also hold instance ids (uint16 instance TIFFs)
+    return _pair(images, labels, str(volume), str(label_file), binary=None)
+
+
+def load_dataset(path):
+    """Whatever `path` holds: an ISBI layout, a TIFF stack pair, or image/label folders
+    (one of `FOLDER_PAIRS`). Label TIFF stacks may hold instance ids (e.g. uint16)."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"data path {path} does not exist")
+    if path.is_file() or (path / "train-volume.tif").is_file():
+        if path.is_file() and "volume" not in path.name:
+            raise ValueError(f"{path} is a file but not an ISBI '*volume*.tif' stack")
+        return load_isbi(path)
+    for image_dir, label_dir in FOLDER_PAIRS:
+        if (path / image_dir).is_dir() and (path / label_dir).is_dir():
+            return load_image_folders(path / image_dir, path / label_dir, binary=None)
+    raise FileNotFoundError(f"no data found in {path}: expected train-volume.tif + train-labels.tif or "
+                            f"one of the folder pairs {[f'{a} + {b}' for a, b in FOLDER_PAIRS]}")
+
+
+def train_val_split(images, labels, val_count=5):
+    """First N - val_count for training, the last val_count for validation (ISBI: 20 / 5).
+
+    Returns (train_images, train_labels, val_images, val_labels)."""
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    if not 1 <= val_count < len(images):
+        raise ValueError(f"val_count must be in [1, {len(images) - 1}] for {len(images)} images, got {val_count}")
+    n = len(images) - val_count
+    return images[:n], labels[:n], images[n:], labels[n:]
