@@ -1,0 +1,126 @@
+"""Augmentation: the paper's elastic field, one transform for image and labels, mirrored context."""
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from unet_ref.augment import (Transform, augment, displacement_field, random_transform,
+                              spline_coefficients, vary_gray_values, warp)
+from unet_ref.synthetic import synthetic_sample
+from unet_ref.tiling import mirror_pad
+
+
+def blocks(shape=(96, 80), size=16):
+    """Instance labels: a checkerboard of square cells, ids 1.., no membrane."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return ((yy // size) * (shape[1] // size + 1) + xx // size + 1).astype(np.int32)
+
+
+def test_displacement_field_is_the_cubic_spline_of_the_3x3_knots():
+    t = random_transform((101, 61), np.random.default_rng(0))
+    field = displacement_field(t)
+    # oracle: scipy's 2-D cubic spline through the knots, knot i at i * (L - 1) / 2
+    yy, xx = np.mgrid[:101, :61]
+    for k in range(2):
+        expected = ndimage.map_coordinates(t.displacement[k], [yy / 50.0, xx / 30.0], order=3, mode="mirror")
+        np.testing.assert_allclose(field[k], expected, atol=1e-9)
+        # the interpolant passes through the knot values
+        np.testing.assert_allclose(field[k][np.ix_([0, 50, 100], [0, 30, 60])], t.displacement[k], atol=1e-9)
+    # a window's field is the same field, cut out
+    np.testing.assert_allclose(displacement_field(t, (10, 5), (20, 30)), field[:, 10:30, 5:35], atol=1e-9)
+
+
+def test_knot_displacements_have_the_papers_standard_deviation_of_10_px():
+    rng = np.random.default_rng(1)
+    knots = np.concatenate([random_transform((64, 64), rng).displacement.ravel() for _ in range(300)])
+    assert knots.size == 300 * 18
+    assert abs(knots.std() - 10.0) < 0.4 and abs(knots.mean()) < 0.5
+
+
+def test_identity_window_mirrors_like_the_overlap_tile_predictor():
+    image = np.random.default_rng(2).random((23, 17)).astype(np.float32)
+    t = Transform(np.zeros((2, 3, 3)), (23, 17))
+    # a window reaching 30 px past every border: the predictor's mirror padding (np.pad reflect)
+    padded = mirror_pad(image, (30, 30), (30, 30))
+    assert np.array_equal(warp(image, t, order=0, top_left=(-30, -30), size=padded.shape), padded)
+    np.testing.assert_allclose(warp(image, t, order=3, top_left=(-30, -30), size=padded.shape), padded, atol=1e-5)
+
+
+@pytest.mark.parametrize("rot90, flip", [(1, False), (2, True), (3, True), (0, True)])
+def test_flips_and_rotations_permute_the_warped_tile(rot90, flip):
+    labels = blocks()
+    t = random_transform(labels.shape, np.random.default_rng(3))
+    plain = warp(labels, Transform(t.displacement, t.image_shape, t.shift, 0, False), order=0)
+    expected = np.rot90(plain, rot90)
+    expected = expected[:, ::-1] if flip else expected
+    assert np.array_equal(warp(labels, Transform(t.displacement, t.image_shape, t.shift, rot90, flip), order=0),
+                          expected)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_image_and_labels_stay_aligned(seed):
+    # an image that is a function of the labels, warped with cubic splines, must still be
+    # that function of the nearest-neighbour-warped labels away from cell borders
+    labels = blocks((128, 128), 24)
+    lut = np.random.default_rng(seed).uniform(0.1, 0.9, labels.max() + 1).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    warped_image, warped_labels = augment(lut[labels], labels, rng, gray_values=False)
+    edges = ndimage.morphological_gradient(warped_labels, size=9) > 0  # within 4 px of a border
+    edges[:4], edges[-4:], edges[:, :4], edges[:, -4:] = True, True, True, True  # borders beyond the tile
+    assert np.mean(~edges) > 0.3
+    np.testing.assert_allclose(warped_image[~edges], lut[warped_labels][~edges], atol=0.01)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_warped_labels_hold_only_ids_of_the_input(seed):
+    _, _, labels = synthetic_sample(96, seed=seed)
+    rng = np.random.default_rng(seed)
+    for dtype in (np.int32, np.uint16, np.uint8):
+        warped = augment(np.zeros(labels.shape), (labels % 200).astype(dtype), rng)[1]
+        assert warped.dtype == dtype and set(np.unique(warped)) <= set(np.unique(labels % 200))
+    mask = warp(labels > 0, random_transform(labels.shape, rng), order=0)
+    assert mask.dtype == bool
+
+
+def test_prefiltered_coefficients_give_the_same_warp():
+    image = synthetic_sample(64, seed=0)[0] / 255.0
+    t = random_transform(image.shape, np.random.default_rng(4))
+    direct = warp(image, t, order=3, top_left=(-10, 7), size=(50, 70))
+    from_coefficients = warp(spline_coefficients(image), t, order=3, top_left=(-10, 7), size=(50, 70),
+                             prefiltered=True)
+    np.testing.assert_allclose(from_coefficients, direct, atol=1e-6)
+
+
+def test_multichannel_images_warp_each_channel_alike():
+    image = np.random.default_rng(5).random((40, 50, 3))
+    t = random_transform((40, 50), np.random.default_rng(6))
+    out = warp(image, t, order=3)
+    assert out.shape == (50, 40, 3) if t.rot90 % 2 else out.shape == (40, 50, 3)
+    np.testing.assert_allclose(out[..., 1], warp(image[..., 1], t, order=3), atol=1e-6)
+
+
+def test_gray_value_variation_is_monotonic_and_stays_in_range():
+    image = np.linspace(0, 1, 200, dtype=np.float32).reshape(10, 20)
+    out = vary_gray_values(image, np.random.default_rng(7))
+    assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 1
+    assert np.all(np.diff(out.ravel()) >= 0)
+
+
+def test_same_generator_seed_gives_the_same_augmentation():
+    image, _, labels = synthetic_sample(64, seed=1)
+    a = augment(image, labels, np.random.default_rng(8))
+    b = augment(image, labels, np.random.default_rng(8))
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_bad_input_raises_clear_errors():
+    labels = blocks()
+    with pytest.raises(TypeError, match="rng"):
+        random_transform(labels.shape, 0)
+    with pytest.raises(ValueError, match="grid"):
+        random_transform(labels.shape, np.random.default_rng(), grid=1)
+    with pytest.raises(ValueError, match="labels must be"):
+        augment(np.zeros((10, 10)), labels, np.random.default_rng())
+    with pytest.raises(TypeError, match="labels must be an integer"):
+        augment(np.zeros(labels.shape), labels.astype(float), np.random.default_rng())
+    with pytest.raises(ValueError, match="array must be"):
+        warp(np.zeros((5, 5)), random_transform(labels.shape, np.random.default_rng()), order=0)

@@ -1,0 +1,59 @@
+"""The synthetic EM-like data: deterministic, ISBI-like, masks and instance labels agree."""
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from unet_ref.synthetic import synthetic_dataset, synthetic_sample
+from unet_ref.weights import weight_map
+
+EIGHT = np.ones((3, 3), bool)
+
+
+def test_same_seed_gives_the_same_sample_and_other_seeds_differ():
+    a, b, c = synthetic_sample(96, seed=3), synthetic_sample(96, seed=3), synthetic_sample(96, seed=4)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[0], c[0]) and not np.array_equal(a[2], c[2])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mask_is_labels_and_labels_are_the_8_connected_components_of_the_mask(seed):
+    image, mask, labels = synthetic_sample((160, 224), seed=seed)
+    assert image.shape == mask.shape == labels.shape == (160, 224)
+    assert (image.dtype, mask.dtype, labels.dtype) == (np.uint8, np.uint8, np.int32)
+    assert np.array_equal(mask, (labels > 0).astype(np.uint8) * 255)
+    # what weight_map(mask) sees (scipy's 8-connected labelling) is exactly these cells
+    relabelled, n = ndimage.label(mask > 0, structure=EIGHT)
+    assert np.array_equal(relabelled, labels) and n == labels.max()
+    assert np.array_equal(weight_map(mask), weight_map(labels=labels))
+
+
+def test_a_512_slice_has_isbi_like_cells_membranes_and_contrast():
+    # ISBI 2012 slices: ~100-136 cells, 18-27 % membrane, membranes darker than cells
+    image, mask, labels = synthetic_sample(512, seed=0)
+    assert 90 <= labels.max() <= 170
+    assert 0.15 <= np.mean(mask == 0) <= 0.30
+    assert np.median(image[mask == 0]) + 30 < np.median(image[mask > 0])
+    assert 20 < image.std() < 60  # textured, not flat
+
+
+def test_synthetic_dataset_is_prefix_stable_and_stacks_labels():
+    images, labels = synthetic_dataset(3, size=64, seed=5)
+    more_images, more_labels = synthetic_dataset(4, size=64, seed=5)
+    assert images.shape == labels.shape == (3, 64, 64) and labels.dtype == np.int32
+    assert np.array_equal(more_images[:3], images) and np.array_equal(more_labels[:3], labels)
+    image, _, sample_labels = synthetic_sample(64, seed=np.random.default_rng([5, 1]))
+    assert np.array_equal(images[1], image) and np.array_equal(labels[1], sample_labels)
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(size=8), ValueError), (dict(size=(32,)), TypeError), (dict(size=32.0), TypeError),
+    (dict(size=32, seed=-1), TypeError), (dict(size=32, seed="a"), TypeError),
+])
+def test_bad_arguments_raise_clear_errors(kwargs, error):
+    with pytest.raises(error, match="size|seed"):
+        synthetic_sample(**kwargs)
+
+
+def test_bad_dataset_count_raises():
+    with pytest.raises(ValueError, match="count"):
+        synthetic_dataset(0)
