@@ -172,10 +172,62 @@ def weight_map_figure():
     return fig
 
 
+# --- chapter 4: the benchmark plots ---------------------------------------------------------
+
+BENCH_JSON = BENCH_DATA / "weightmap_bench.json"
+
+
+def run_weightmap_benchmark():
+    """Run benchmarks/test_weightmap.py and keep a slim copy of its JSON in docs/figures/data."""
+    import json
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = pathlib.Path(tmp) / "bench.json"
+        command = [sys.executable, "-m", "pytest", "benchmarks/test_weightmap.py", "--benchmark-enable",
+                   "-p", "no:cacheprovider", "-q", f"--benchmark-json={raw}"]
+        print(" ".join(command), flush=True)
+        subprocess.run(command, cwd=ROOT, check=True)
+        data = json.loads(raw.read_text())
+    keep = ("group", "name", "params", "extra_info")
+    stats = ("min", "median", "max", "rounds")
+    slim = {
+        "machine_info": {"cpu": data["machine_info"]["cpu"], "system": data["machine_info"]["system"],
+                         "python_version": data["machine_info"]["python_version"]},
+        "datetime": data["datetime"],
+        "benchmarks": [{**{k: b[k] for k in keep}, "stats": {k: b["stats"][k] for k in stats}}
+                       for b in data["benchmarks"]],
+    }
+    _atomic_write(BENCH_JSON, lambda tmp: pathlib.Path(tmp).write_text(json.dumps(slim, indent=1) + "\n"))
+
+
+def _bench_plots():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import plot_weightmap
+
+    if not BENCH_JSON.is_file():
+        raise FileNotFoundError(f"{BENCH_JSON} is missing: run with --run-benchmarks")
+    return plot_weightmap, *plot_weightmap.load(BENCH_JSON)
+
+
+@output("weightmap_bench_size.png")
+def bench_size_figure():
+    plot, machine, benchmarks = _bench_plots()
+    return plot.size_figure(benchmarks, machine)
+
+
+@output("weightmap_bench_cells.png")
+def bench_cells_figure():
+    plot, machine, benchmarks = _bench_plots()
+    return plot.cells_figure(benchmarks, machine)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", help="outputs to make (default: all)")
     parser.add_argument("--list", action="store_true", help="list the outputs and exit")
+    parser.add_argument("--run-benchmarks", action="store_true",
+                        help="re-measure benchmarks/test_weightmap.py (about 2 minutes) before plotting")
     args = parser.parse_args(argv)
     if args.list:
         print("\n".join(OUTPUTS))
@@ -183,6 +235,8 @@ def main(argv=None):
     unknown = [n for n in args.names if n not in OUTPUTS]
     if unknown:
         parser.error(f"unknown output(s) {unknown}; choose from {sorted(OUTPUTS)}")
+    if args.run_benchmarks:
+        run_weightmap_benchmark()
     for name in args.names or OUTPUTS:
         path = save(name, OUTPUTS[name]())
         print(f"wrote {path.relative_to(ROOT)}")
