@@ -25,7 +25,7 @@ __all__ = ["read_image", "to_instance_labels", "load_isbi", "load_image_folders"
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 EIGHT = np.ones((3, 3), bool)  # 8-connectivity, as the notebook's skimage.measure.label
 # folder pairs tried by load_dataset, in this order
-FOLDER_PAIRS = (("train/image", "train/label"), ("image", "label"), ("images", "masks"),
+FOLDER_PAIRS = (("image", "label"), ("images", "masks"),
                 ("image", "mask"), ("images", "labels"))
 
 
@@ -158,12 +158,13 @@ def load_isbi(path):
 
 
 def load_dataset(path):
-    """Whatever `path` holds: an ISBI layout, a TIFF stack pair, or image/label folders
-    (one of `FOLDER_PAIRS`). Label TIFF stacks may hold instance ids (e.g. uint16)."""
+    """Whatever `path` holds: the ISBI layout (`load_isbi`: train/image + train/label PNG
+    folders, binary masks; or train-volume.tif + train-labels.tif), or image/label folders
+    (one of `FOLDER_PAIRS`, binary masks or instance labels, e.g. uint16 TIFFs)."""
     path = pathlib.Path(path)
     if not path.exists():
         raise FileNotFoundError(f"data path {path} does not exist")
-    if path.is_file() or (path / "train-volume.tif").is_file():
+    if path.is_file() or (path / "train-volume.tif").is_file() or (path / "train" / "image").is_dir():
         if path.is_file() and "volume" not in path.name:
             raise ValueError(f"{path} is a file but not an ISBI '*volume*.tif' stack")
         return load_isbi(path)

@@ -1,0 +1,137 @@
+"""Loaders: ISBI PNG folders and TIFF stacks, image/label folders, and their error messages."""
+import numpy as np
+import pytest
+import tifffile
+from skimage import io
+
+from unet_ref.datasets import (load_dataset, load_image_folders, load_isbi, read_image, to_instance_labels,
+                               train_val_split)
+
+
+def two_cells(value=255):
+    """8 x 8 mask with two cells that touch only diagonally (one 8-connected cell)."""
+    mask = np.zeros((8, 8), np.uint8)
+    mask[1:4, 1:4] = value
+    mask[4:7, 4:7] = value  # diagonal contact at (3, 3)-(4, 4)
+    mask[1:3, 6:8] = value  # a second, separate cell
+    return mask
+
+
+def write_isbi(root, count=12, shape=(8, 8)):
+    (root / "train" / "image").mkdir(parents=True)
+    (root / "train" / "label").mkdir(parents=True)
+    for i in range(count):
+        io.imsave(root / "train" / "image" / f"{i}.png", np.full(shape, i, np.uint8), check_contrast=False)
+        io.imsave(root / "train" / "label" / f"{i}.png", two_cells(), check_contrast=False)
+    return root
+
+
+def test_isbi_png_folders_load_in_numeric_order_with_8_connected_cells(tmp_path):
+    images, labels = load_dataset(write_isbi(tmp_path))
+    assert images.shape == labels.shape == (12, 8, 8) and images.dtype == np.uint8 and labels.dtype == np.int32
+    assert [int(image[0, 0]) for image in images] == list(range(12))  # 10.png after 9.png
+    # the diagonally touching squares are one cell, as skimage.measure.label(connectivity=2) says
+    assert labels[0].max() == 2 and labels[0][1, 1] == labels[0][5, 5] != labels[0][1, 6]
+    assert np.array_equal(labels[0] > 0, two_cells() > 0)
+
+
+def test_isbi_tiff_stacks_and_instance_label_tiffs(tmp_path):
+    volume = np.arange(3 * 8 * 8, dtype=np.uint8).reshape(3, 8, 8)
+    tifffile.imwrite(tmp_path / "train-volume.tif", volume, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "train-labels.tif", np.stack([two_cells()] * 3), photometric="minisblack")
+    images, labels = load_dataset(tmp_path)
+    assert np.array_equal(images, volume) and labels.shape == (3, 8, 8) and labels[1].max() == 2
+    # uint16 instance ids are kept: touching cells 300 and 301 stay two cells
+    instances = np.zeros((3, 8, 8), np.uint16)
+    instances[:, :4], instances[:, 4:] = 300, 301
+    tifffile.imwrite(tmp_path / "train-labels.tif", instances, photometric="minisblack")
+    images, labels = load_isbi(tmp_path / "train-volume.tif")
+    assert labels.dtype == np.int32 and set(np.unique(labels)) == {300, 301}
+
+
+def test_image_and_mask_folders_match_by_file_name(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for name, value in (("b", 7), ("a", 3)):
+        io.imsave(tmp_path / "images" / f"{name}.png", np.full((8, 8), value, np.uint8), check_contrast=False)
+        mask = two_cells() if name == "a" else np.zeros((8, 8), np.uint8)
+        tifffile.imwrite(tmp_path / "masks" / f"{name}.tif", mask)  # another suffix, same stem
+    images, labels = load_dataset(tmp_path)
+    assert [int(image[0, 0]) for image in images] == [3, 7]  # a, b
+    assert labels[0].max() == 2 and labels[1].max() == 0
+
+
+def test_images_of_different_sizes_come_as_lists(tmp_path):
+    for folder in ("image", "label"):
+        (tmp_path / folder).mkdir()
+    for i, size in enumerate((8, 12)):
+        io.imsave(tmp_path / "image" / f"{i}.png", np.zeros((size, size), np.uint8), check_contrast=False)
+        io.imsave(tmp_path / "label" / f"{i}.png", np.full((size, size), 255, np.uint8), check_contrast=False)
+    images, labels = load_image_folders(tmp_path / "image", tmp_path / "label")
+    assert isinstance(images, list) and [a.shape for a in labels] == [(8, 8), (12, 12)]
+
+
+def test_missing_and_empty_folders_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_dataset(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="no data found"):
+        load_dataset(tmp_path)
+    (tmp_path / "image").mkdir()
+    (tmp_path / "label").mkdir()
+    with pytest.raises(ValueError, match="holds no images"):
+        load_dataset(tmp_path)
+    with pytest.raises(FileNotFoundError, match="train-volume.tif"):
+        load_isbi(tmp_path)
+
+
+def test_count_name_and_shape_mismatches_are_named(tmp_path):
+    root = write_isbi(tmp_path, count=3)
+    (root / "train" / "label" / "2.png").unlink()
+    with pytest.raises(ValueError, match=r"no label for \['2.png'\]"):
+        load_dataset(root)
+    io.imsave(root / "train" / "label" / "2.png", np.zeros((9, 8), np.uint8), check_contrast=False)
+    with pytest.raises(ValueError, match=r"2.png is \(8, 8\) but its labels .*2.png are \(9, 8\)"):
+        load_dataset(root)
+    tifffile.imwrite(tmp_path / "train-volume.tif", np.zeros((3, 8, 8), np.uint8), photometric="minisblack")
+    tifffile.imwrite(tmp_path / "train-labels.tif", np.zeros((2, 8, 8), np.uint8), photometric="minisblack")
+    with pytest.raises(ValueError, match="3 images .* but 2 labels"):
+        load_isbi(tmp_path / "train-volume.tif")
+
+
+def test_non_binary_isbi_masks_and_unreadable_files_are_named(tmp_path):
+    root = write_isbi(tmp_path, count=2)
+    io.imsave(root / "train" / "label" / "1.png", np.arange(64, dtype=np.uint8).reshape(8, 8), check_contrast=False)
+    with pytest.raises(ValueError, match=r"1.png is not a binary mask"):
+        load_dataset(root)
+    (root / "train" / "label" / "1.png").write_bytes(b"not a png at all")
+    with pytest.raises(ValueError, match=r"cannot read image .*1.png"):
+        load_dataset(root)
+
+
+def test_to_instance_labels_rules():
+    assert to_instance_labels(two_cells(1)).max() == 2  # {0, 1} is a mask
+    assert to_instance_labels(two_cells() > 0).max() == 2  # bool too
+    assert to_instance_labels(two_cells(), binary=False).max() == 255  # ids kept when asked
+    assert np.array_equal(to_instance_labels(np.array([[0, 5], [7, 7]])), [[0, 5], [7, 7]])
+    with pytest.raises(ValueError, match="negative"):
+        to_instance_labels(np.array([[0, -1], [2, 2]]))
+    with pytest.raises(TypeError, match="integer"):
+        to_instance_labels(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="2-D"):
+        to_instance_labels(np.zeros((2, 2, 2), int))
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        read_image("missing.png")
+
+
+def test_train_val_split_holds_out_the_last_images():
+    train_x, train_y, val_x, val_y = train_val_split(np.arange(25), np.arange(25) + 100)
+    assert list(val_x) == [20, 21, 22, 23, 24] and len(train_x) == 20 and list(val_y)[0] == 120
+    with pytest.raises(ValueError, match="val_count"):
+        train_val_split(np.arange(3), np.arange(3), val_count=3)
+
+
+def test_the_isbi_2012_subset_loads_as_25_slices_of_about_130_cells(isbi_dir):
+    images, labels = load_isbi(isbi_dir)
+    assert images.shape == labels.shape == (25, 512, 512) and images.dtype == np.uint8
+    cells = [int(label.max()) for label in labels]
+    assert 80 <= min(cells) and max(cells) <= 160

@@ -1,0 +1,120 @@
+"""Training tiles and the tf.data pipeline: overlap-tile geometry, exact weights, reproducibility."""
+import numpy as np
+import pytest
+from skimage import io, measure
+
+from unet_ref import reference
+from unet_ref.pipeline import TileSampler, make_dataset, weight_context
+from unet_ref.sizes import margin, output_size
+from unet_ref.synthetic import synthetic_dataset, synthetic_sample
+from unet_ref.tiling import mirror_pad
+from unet_ref.weights import balanced_class_weights
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_dataset(3, size=96, seed=0)
+
+
+@pytest.mark.parametrize("tile_size, depth", [(44, 1), (92, 2), (124, 3)])
+def test_tile_shapes_follow_output_size(data, tile_size, depth):
+    sampler = TileSampler(*data, tile_size, depth)
+    image, label, weight = sampler.sample(0)
+    m = output_size(tile_size, depth)
+    assert image.shape == (tile_size, tile_size, 1) and label.shape == weight.shape == (m, m)
+    assert (image.dtype, label.dtype, weight.dtype) == (np.float32, np.int32, np.float32)
+    assert set(np.unique(label)) <= {0, 1} and 0 <= image.min() and image.max() <= 1 and weight.min() > 0
+
+
+def test_unaugmented_tile_is_the_mirror_padded_image_around_its_output_crop():
+    # an image exactly as large as the output crop: the crop is the image, the input tile
+    # is the image mirror-padded by the margin, as the overlap-tile predictor pads it
+    tile, depth = 92, 2
+    m, pad = output_size(tile, depth), margin(depth)
+    image, mask, labels = synthetic_sample(m, seed=1)
+    sampler = TileSampler([image], [labels], tile, depth, augment=False, w0=10, sigma=5)
+    tile_image, tile_label, tile_weight = sampler.sample(7)
+    assert np.array_equal(tile_image[..., 0], mirror_pad(image, (pad, pad), (pad, pad)) / np.float32(255))
+    assert np.array_equal(tile_label, (labels > 0).astype(np.int32))
+    # oracle: the per-cell reference d1/d2 on the mirrored labels (mirrored copies are
+    # cells of their own), the class weights of the un-padded image, the paper's formula
+    c = sampler.context
+    region = measure.label(mirror_pad(labels, (c, c), (c, c)), background=0, connectivity=2)
+    d1, d2 = (d.astype(np.float64) for d in reference.d1_d2(region))
+    w_background, w_cell = balanced_class_weights(labels > 0)
+    expected = np.where(region > 0, w_cell, w_background) + 10 * np.exp(-((d1 + d2) ** 2) / (2 * 5.0**2))
+    np.testing.assert_allclose(tile_weight, expected[c:c + m, c:c + m], rtol=1e-6)
+
+
+def test_weight_tiles_equal_the_weight_map_of_a_much_larger_warped_region(data):
+    # the context band makes the weights those of the whole warped image (to 1e-6)
+    assert weight_context(10, 5) == 29
+    sampler = TileSampler(*data, 44, 1, w0=10, sigma=5)
+    assert sampler.context >= 29
+    wide = TileSampler(*data, 44, 1, w0=10, sigma=5)
+    wide.context = sampler.context + 40  # same parity: same centre, same transform draws
+    for index in range(6):
+        a, b = sampler.sample(index), wide.sample(index)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+        np.testing.assert_allclose(a[2], b[2], atol=2e-6)
+
+
+def test_augmented_image_and_label_tiles_are_aligned():
+    # image = a function of the mask: after warp, flip and gray values the dark pixels of
+    # the output crop must still be the membrane of the label tile
+    _, mask, labels = synthetic_sample(128, seed=2)
+    image = np.where(mask > 0, 200, 40).astype(np.uint8)
+    sampler = TileSampler([image], [labels], 92, 2, augment=True, seed=3)
+    pad = margin(2)
+    for index in range(5):
+        tile_image, tile_label, _ = sampler.sample(index)
+        crop = tile_image[pad:-pad, pad:-pad, 0]
+        threshold = (crop[tile_label == 1].mean() + crop[tile_label == 0].mean()) / 2
+        assert np.mean((crop > threshold) == (tile_label == 1)) > 0.97
+
+
+def test_same_seed_gives_the_same_batches_with_parallel_calls(data):
+    def batches(seed, parallel):
+        data_set = make_dataset(*data, tile_size=44, depth=1, batch_size=3, seed=seed, num_parallel_calls=parallel)
+        return [[t.numpy() for t in batch] for batch in data_set.take(2)]
+
+    a, b, c = batches(0, 2), batches(0, 1), batches(1, 2)
+    assert all(np.array_equal(x, y) for p, q in zip(a, b) for x, y in zip(p, q))
+    assert not np.array_equal(a[0][0], c[0][0])
+    assert [t.shape for t in a[0]] == [(3, 44, 44, 1), (3, 28, 28), (3, 28, 28)]
+    assert all(not np.array_equal(a[0][0][i], a[0][0][j]) for i in range(3) for j in range(i))
+
+
+def test_dataset_has_static_shapes_for_keras(data):
+    spec = make_dataset(*data, tile_size=44, depth=1, batch_size=2).element_spec
+    assert [tuple(s.shape) for s in spec] == [(2, 44, 44, 1), (2, 28, 28), (2, 28, 28)]
+    assert [s.dtype.name for s in spec] == ["float32", "int32", "float32"]
+
+
+def test_images_from_files_with_and_without_cache(tmp_path, data):
+    images, labels = data
+    paths = []
+    for i, (image, label) in enumerate(zip(images, labels)):
+        io.imsave(tmp_path / f"{i}.png", image, check_contrast=False)
+        io.imsave(tmp_path / f"{i}_mask.png", ((label > 0) * 255).astype(np.uint8), check_contrast=False)
+        paths.append((tmp_path / f"{i}.png", tmp_path / f"{i}_mask.png"))
+    from_memory = TileSampler(images, (labels > 0).astype(np.uint8) * 255, 44, 1, seed=5)
+    for cache in (True, False):
+        from_files = TileSampler([p for p, _ in paths], [q for _, q in paths], 44, 1, seed=5, cache=cache)
+        for index in range(3):
+            assert all(np.array_equal(x, y) for x, y in zip(from_files.sample(index), from_memory.sample(index)))
+        assert bool(from_files._decoded) == cache
+
+
+def test_bad_arguments_raise_clear_errors(data):
+    images, labels = data
+    with pytest.raises(ValueError, match="nearest valid input sizes"):
+        TileSampler(images, labels, 45, 1)
+    with pytest.raises(ValueError, match="equal length"):
+        TileSampler(images, labels[:2], 44, 1)
+    with pytest.raises(ValueError, match=r"images\[0\]"):
+        TileSampler([images[0][:50]], [labels[0]], 44, 1)
+    with pytest.raises(TypeError, match=r"labels\[0\]"):
+        TileSampler([images[0]], [labels[0].astype(float)], 44, 1)
+    with pytest.raises(ValueError, match="batch_size"):
+        make_dataset(images, labels, tile_size=44, depth=1, batch_size=0)
