@@ -1,0 +1,146 @@
+"""The U-Net of Ronneberger, Fischer and Brox (2015), as a Keras 3 functional model.
+
+O. Ronneberger, P. Fischer, T. Brox, "U-Net: Convolutional Networks for Biomedical Image
+Segmentation", MICCAI 2015, https://arxiv.org/abs/1505.04597 (section 2 and Fig. 1).
+
+A contracting path (two valid 3x3 convolutions + ReLU, then a 2x2 max-pool, per level,
+doubling the channels) and an expanding path (a 2x2 up-convolution halving the channels,
+concatenation with the centrally cropped features of the same level, two valid 3x3
+convolutions + ReLU), then a 1x1 convolution to one logit per class. With the paper's
+configuration (64 filters, depth 4) it has 23 convolutional layers, 31,030,658 parameters
+and maps a 572 x 572 tile to 388 x 388; the size arithmetic lives in `unet_ref.sizes`.
+
+The model returns logits, not probabilities: the loss (`unet_ref.loss`) takes a
+log-softmax of them, and prediction (`unet_ref.tiling`) a softmax.
+"""
+import numbers
+
+import keras
+from keras import layers
+
+from unet_ref.sizes import margin, output_size
+
+__all__ = ["build_unet", "unet_depth"]
+
+
+def _conv3x3(x, filters, name):
+    # valid padding: every output pixel sees only real image context (overlap-tile);
+    # He-normal = the paper's Gaussian with standard deviation sqrt(2/N), N = 9 * in_channels
+    return layers.Conv2D(filters, 3, padding="valid", activation="relu",
+                         kernel_initializer="he_normal", name=name)(x)
+
+
+def build_unet(base_filters=64, depth=4, n_classes=2, in_channels=1, dropout=0.5,
+               name="unet", input_size=None):
+    """Build the U-Net of Ronneberger et al. (2015).
+
+    Parameters
+    ----------
+    base_filters : int
+        Feature channels of the first level (64 in the paper); level ``i`` has
+        ``base_filters * 2**i``.
+    depth : int
+        Number of 2x2 max-pools (4 in the paper), at least 1.
+    n_classes : int
+        Output channels of the final 1x1 convolution (2 in the paper: 0 = membrane /
+        background, 1 = cell), at least 2.
+    in_channels : int
+        Channels of the input image (1 for grey-value EM).
+    dropout : float in [0, 1)
+        Drop rate of the dropout layers at the end of the contracting path (0.5 in the
+        Caffe release); 0 leaves them out.
+    name : str
+        Name of the Keras model.
+    input_size : int or None
+        None (default) builds a fully convolutional model for any valid input size.
+        An int fixes a square input, checked with `unet_ref.sizes.output_size`.
+
+    Returns
+    -------
+    keras.Model
+        Input (B, H, W, in_channels) float, output logits (B, h, w, n_classes) in float32
+        (also under a ``mixed_float16`` policy), h = ``output_size(H, depth)``.
+
+    Notes
+    -----
+    Only valid input sizes work (see `unet_ref.sizes.valid_input_size`); any other size
+    fails at the first concatenation, because a max-pool on an odd size drops a row.
+
+    Examples
+    --------
+    >>> model = build_unet(base_filters=4, depth=2)
+    >>> model.compute_output_shape((1, 92, 92, 1))
+    (1, 52, 52, 2)
+    """
+    for value, arg, minimum in ((base_filters, "base_filters", 1), (depth, "depth", 1),
+                                (n_classes, "n_classes", 2), (in_channels, "in_channels", 1)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{arg} must be an integer, got {value!r} ({type(value).__name__})")
+        if value < minimum:
+            raise ValueError(f"{arg} must be an integer >= {minimum}, got {value}")
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty string, got {name!r}")
+    if input_size is not None:
+        output_size(input_size, depth)  # ValueError naming the nearest valid sizes
+
+    # Shapes in comments: the paper's configuration, 572 x 572 x 1 input, 64 filters, depth 4.
+    inputs = keras.Input(shape=(input_size, input_size, in_channels), name="image")  # (B, 572, 572, 1)
+    x, skips = inputs, []
+    for level in range(depth):  # contracting path
+        filters = base_filters * 2**level
+        x = _conv3x3(x, filters, f"down{level}_conv1")  # level 0: (B, 570, 570, 64)
+        x = _conv3x3(x, filters, f"down{level}_conv2")  # level 0: (B, 568, 568, 64)
+        if dropout and level == depth - 1:
+            # Paper: "Drop-out layers at the end of the contracting path" (plural); like the
+            # Caffe release we drop here (before pool and copy) and after the bottom convs.
+            x = layers.Dropout(dropout, name=f"down{level}_dropout")(x)  # (B, 64, 64, 512)
+        skips.append(x)  # copied across: 568, 280, 136, 64 px
+        x = layers.MaxPooling2D(2, name=f"down{level}_pool")(x)  # level 0: (B, 284, 284, 64)
+
+    x = _conv3x3(x, base_filters * 2**depth, "bottom_conv1")  # (B, 30, 30, 1024)
+    x = _conv3x3(x, base_filters * 2**depth, "bottom_conv2")  # (B, 28, 28, 1024)
+    if dropout:
+        x = layers.Dropout(dropout, name="bottom_dropout")(x)
+
+    for level in reversed(range(depth)):  # expanding path
+        filters = base_filters * 2**level
+        # The paper's "upsampling followed by a 2x2 convolution that halves the channels"
+        # as one transposed convolution (kernel 2, stride 2): same parameters, same maps.
+        # Its ReLU: the paper is silent; it keeps both concatenated halves non-negative
+        # (like every other hidden layer), which the He init of the next conv assumes.
+        x = layers.Conv2DTranspose(filters, 2, strides=2, activation="relu",
+                                   kernel_initializer="he_normal", name=f"up{level}_upconv")(x)  # level 3: (B, 56, 56, 512)
+        # Crop the copy centrally. The path below this level (pool, a U-Net of depth
+        # depth-1-level, up-conv) loses 2 * margin(depth - 1 - level) px per side for every
+        # valid input size, so a constant crop works with a None input size: 4, 16, 40, 88.
+        crop = 2 * margin(depth - 1 - level)
+        skip = layers.Cropping2D(crop, name=f"up{level}_crop")(skips[level])  # level 3: (B, 56, 56, 512)
+        x = layers.Concatenate(name=f"up{level}_concat")([skip, x])  # level 3: (B, 56, 56, 1024)
+        x = _conv3x3(x, filters, f"up{level}_conv1")  # level 3: (B, 54, 54, 512)
+        x = _conv3x3(x, filters, f"up{level}_conv2")  # level 3: (B, 52, 52, 512); level 0: (B, 388, 388, 64)
+
+    # 1x1 convolution to logits: no activation (the notebook's ReLU here was a defect);
+    # float32 so that the loss stays float32 under a mixed_float16 policy.
+    logits = layers.Conv2D(n_classes, 1, kernel_initializer="he_normal", dtype="float32",
+                           name="logits")(x)  # (B, 388, 388, 2)
+    return keras.Model(inputs, logits, name=name)
+
+
+def unet_depth(model):
+    """Depth (number of max-pools) of a U-Net built by `build_unet`, or loaded from .keras.
+
+    Read from the layers, so that the tiler and the command line never need the depth
+    passed separately.
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
+    pools = sum(isinstance(layer, layers.MaxPooling2D) for layer in model.layers)
+    upconvs = sum(isinstance(layer, layers.Conv2DTranspose) for layer in model.layers)
+    if pools == 0 or pools != upconvs:
+        raise ValueError(
+            f"model {model.name!r} is not a U-Net from unet_ref.build_unet: it has {pools} "
+            f"MaxPooling2D and {upconvs} Conv2DTranspose layers (expected equal and >= 1)"
+        )
+    return pools
