@@ -135,3 +135,17 @@ def test_every_figure_the_docs_show_exists_and_is_made_by_make_figures():
         assert pathlib.PurePosixPath(figure).name in script, f"{figure} is not produced by docs/make_figures.py"
     for png in sorted((DOCS / "figures").glob("*.png")):
         assert png.name in script, f"docs/figures/{png.name} is committed but not produced by docs/make_figures.py"
+
+
+def test_generated_tables_are_up_to_date():
+    """docs/generated/*.md are what make_figures.py produces from today's code."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_figures", DOCS / "make_figures.py")
+    make_figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_figures)
+    tables = [name for name in make_figures.OUTPUTS if name.endswith(".md")]
+    assert tables, "make_figures.py produces no generated table"
+    for name in tables:
+        committed = (DOCS / "generated" / name).read_text(encoding="utf-8")
+        assert committed == make_figures.OUTPUTS[name](), f"docs/generated/{name} is stale: run python docs/make_figures.py {name}"
