@@ -276,10 +276,159 @@ def bench_cells_figure():
     return plot.cells_figure(benchmarks, machine)
 
 
+# --- chapter 6: overlap-tile ----------------------------------------------------------------
+
+
+@output("overlap_tile.png")
+def overlap_tile_figure():
+    """The paper's Fig. 2 for ISBI slice 0 and the paper's network: the mirror-padded image,
+    the output tiles of predict_tiled (572 px input tiles) and the input tile of one."""
+    from matplotlib.patches import Rectangle
+
+    from unet_ref.sizes import margin, output_size
+    from unet_ref.tiling import _n_tiles, _stride, mirror_pad  # the tiler's own tile geometry
+
+    image, _ = isbi_pair(0)
+    depth, tile = 4, 572
+    m, out, stride = margin(depth), output_size(tile, depth), _stride(tile, depth)
+    counts = [_n_tiles(n, tile, depth) for n in image.shape]
+    h, w = image.shape
+    padded = mirror_pad(image, (m, m), (m, m))  # the context every border pixel sees
+    box = dict(facecolor="black", alpha=0.6, pad=2, edgecolor="none")
+    fig, ax = plt.subplots(figsize=(7.5, 7.8))
+    ax.imshow(padded, cmap="gray", extent=(-m - 0.5, w + m - 0.5, h + m - 0.5, -m - 0.5))
+    ax.add_patch(Rectangle((-0.5, -0.5), w, h, fill=False, ec="white", lw=1.2))
+    colors = ["gold", "tab:orange", "limegreen", "violet"]
+    for i in range(counts[0]):
+        for j in range(counts[1]):
+            y, x, k = i * stride, j * stride, i * counts[1] + j
+            # outputs past the image are computed on mirrored context and discarded: clip
+            ax.add_patch(Rectangle((x - 0.5, y - 0.5), min(out, w - x), min(out, h - y), fill=False,
+                                   ec=colors[k % 4], lw=2.5 - 0.4 * k))
+            ax.text(x + 10, y + 28, f"output tile {k + 1}", color=colors[k % 4], fontsize=9, bbox=box)
+    ax.add_patch(Rectangle((-m - 0.5, -m - 0.5), tile, tile, fill=False, ec="deepskyblue", lw=2.5, ls="--"))
+    ax.text(-m + 8, -m + 22, f"input tile of output tile 1: {tile} x {tile}", color="deepskyblue", fontsize=9,
+            bbox=box)
+    ax.text(w - 8, h - 12, "image border", color="white", fontsize=9, ha="right", bbox=box)
+    ax.set_xlim(-m - 0.5, w + m - 0.5)
+    ax.set_ylim(h + m - 0.5, -m - 0.5)
+    ax.set_title(f"ISBI slice 0 ({h} x {w}) with {m} px of mirrored context; {out} x {out} output tiles "
+                 f"every {stride} px\n(the pooling grid), each predicted from the {tile} x {tile} window "
+                 f"around it", fontsize=10)
+    ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+# --- chapters 6-8: figures from one tutorial training run -----------------------------------
+
+RUN = ROOT / "runs" / "docs_figures"  # gitignored; reused until --retrain
+HELD_OUT_SEED = 20_000  # synthetic images never seen in training
+
+
+def tutorial_run(retrain=False):
+    """(model, run folder) of the tutorial preset trained on synthetic data, cached in RUN."""
+    from unet_ref.train import load_run, resolve_config, train
+
+    config = resolve_config("tutorial", {"out": str(RUN), "verbose": 2})
+    if retrain or not (RUN / "model.keras").is_file() or not (RUN / "log.csv").is_file():
+        if RUN.exists():
+            import shutil
+
+            shutil.rmtree(RUN)  # a fresh run, not a resumed one
+        print(f"training the tutorial preset into {RUN.relative_to(ROOT)} (a few minutes)", flush=True)
+        train(config)
+    model, _ = load_run(RUN)
+    return model
+
+
+@output("training_curves.png")
+def training_curves_figure():
+    """Loss and validation errors per epoch of the tutorial run (its log.csv)."""
+    import csv
+
+    tutorial_run()
+    with open(RUN / "log.csv", newline="") as f:
+        rows = list({row["epoch"]: row for row in csv.DictReader(f)}.values())  # last row per epoch
+    epochs = [int(row["epoch"]) + 1 for row in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for key, style in (("loss", "-o"), ("val_loss", "-s")):
+        left.plot(epochs, [float(row[key]) for row in rows], style, label=key, markersize=4)
+    left.set_yscale("log")
+    left.set_xlabel("epoch")
+    left.set_ylabel("weighted cross-entropy (mean per pixel)")
+    left.legend()
+    for key, style in (("val_pixel_error", "-^"), ("val_rand_error", "-v")):
+        if key in rows[0]:
+            right.plot(epochs, [float(row[key]) for row in rows], style, label=key, markersize=4)
+    right.set_xlabel("epoch")
+    right.set_ylabel("error on the whole validation images")
+    right.legend()
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.suptitle("Tutorial preset on synthetic data (8 filters, depth 3, 156 px tiles, Adam), 2 CPU cores",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def held_out_sample(size=(300, 420)):
+    from unet_ref.synthetic import synthetic_sample
+
+    return synthetic_sample(size, seed=HELD_OUT_SEED)
+
+
+@output("seams.png")
+def seams_figure():
+    """P(cell) of a held-out image with two tile sizes, and their difference."""
+    from unet_ref.tiling import predict_tiled
+
+    model = tutorial_run()
+    image, _, _ = held_out_sample()
+    small = predict_tiled(model, image, tile_size=156)[..., 1]  # 68 px output tiles
+    large = predict_tiled(model, image, tile_size=252)[..., 1]  # 164 px output tiles
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
+    show(axes[0], image, f"held-out synthetic image {image.shape[0]} x {image.shape[1]}")
+    show(axes[1], small, "P(cell), 156 px tiles (68 px outputs)", cmap="viridis", vmin=0, vmax=1)
+    show(axes[2], large, "P(cell), 252 px tiles (164 px outputs)", cmap="viridis", vmin=0, vmax=1)
+    show(axes[3], np.abs(small - large), f"|difference|, max {np.abs(small - large).max():.1e}", cmap="magma",
+         colorbar=True)
+    fig.tight_layout()
+    return fig
+
+
+@output("evaluation.png")
+def evaluation_figure():
+    """Prediction of a held-out image against its ground truth, with the metrics."""
+    from unet_ref.evaluate import evaluate_image
+    from unet_ref.tiling import predict_tiled
+
+    model = tutorial_run()
+    image, mask, _ = held_out_sample()
+    cell = predict_tiled(model, image)[..., 1]
+    metrics = evaluate_image(cell, mask)
+    truth, predicted = mask > 0, cell >= 0.5
+    errors = np.zeros(mask.shape + (3,))
+    errors[truth & ~predicted] = (1.0, 0.3, 0.3)  # a cell pixel called membrane (red)
+    errors[~truth & predicted] = (0.3, 0.6, 1.0)  # a membrane pixel called cell (blue)
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    show(axes[0], image, "held-out synthetic image")
+    show(axes[1], mask, "ground truth (white = cell)")
+    show(axes[2], cell, "P(cell), overlap-tile", cmap="viridis", vmin=0, vmax=1)
+    show(axes[3], errors, "errors: red = missed cell, blue = missed membrane", cmap=None)
+    fig.suptitle(f"pixel error {metrics['pixel_error']:.3f}, adapted Rand error {metrics['rand_error']:.3f}, "
+                 f"VI {metrics['vi']:.2f} bits (split {metrics['vi_split']:.2f}, merge {metrics['vi_merge']:.2f})",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", help="outputs to make (default: all)")
     parser.add_argument("--list", action="store_true", help="list the outputs and exit")
+    parser.add_argument("--retrain", action="store_true",
+                        help=f"train the tutorial run again (cached in {RUN.relative_to(ROOT)})")
     parser.add_argument("--run-benchmarks", action="store_true",
                         help="re-measure benchmarks/test_weightmap.py (about 2 minutes) before plotting")
     args = parser.parse_args(argv)
@@ -291,6 +440,8 @@ def main(argv=None):
         parser.error(f"unknown output(s) {unknown}; choose from {sorted(OUTPUTS)}")
     if args.run_benchmarks:
         run_weightmap_benchmark()
+    if args.retrain:
+        tutorial_run(retrain=True)
     for name in args.names or OUTPUTS:
         path = save(name, OUTPUTS[name]())
         print(f"wrote {path.relative_to(ROOT)}")
