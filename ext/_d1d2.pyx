@@ -75,13 +75,14 @@ cdef Py_ssize_t BLOCK = 64
 
 cdef inline void _sweep_update(label_t L, int32_t y, Py_ssize_t x, label_t* a_lab,
                                int32_t* a_pos, label_t* b_lab, int32_t* b_pos) noexcept nogil:
-    # a = the label seen last (and its last row), b = the distinct label before it
-    if L != 0:
-        if L != a_lab[x]:
-            b_lab[x] = a_lab[x]
-            b_pos[x] = a_pos[x]
-            a_lab[x] = L
-        a_pos[x] = y
+    # a = the label seen last (and its last row), b = the distinct label before it.
+    # Written as selects, not branches: label changes along a column are unpredictable
+    cdef bint seen = L != 0
+    cdef bint new = seen & (L != a_lab[x])
+    b_lab[x] = a_lab[x] if new else b_lab[x]
+    b_pos[x] = a_pos[x] if new else b_pos[x]
+    a_lab[x] = L if seen else a_lab[x]
+    a_pos[x] = y if seen else a_pos[x]
 
 
 cdef void _column_block(const label_t* lab, label_t* l1, int32_t* g1, label_t* l2,
@@ -91,8 +92,9 @@ cdef void _column_block(const label_t* lab, label_t* l1, int32_t* g1, label_t* l
     """Columns x0..x1-1: nearest two distinct labels per pixel, vertical distances dy."""
     cdef Py_ssize_t x, i
     cdef int32_t y
-    cdef label_t ul1, ul2, dl1, dl2, fl, sl
-    cdef int32_t ud1, ud2, dd1, dd2, fd, sd
+    cdef label_t ul1, ul2, dl1, dl2, fl, ol1, ol2, sl, ol
+    cdef int32_t ud1, ud2, dd1, dd2, fd, od1, od2, sd, od
+    cdef bint up
     for x in range(x0, x1):
         a_lab[x] = 0
         b_lab[x] = 0
@@ -108,8 +110,8 @@ cdef void _column_block(const label_t* lab, label_t* l1, int32_t* g1, label_t* l
     for x in range(x0, x1):
         a_lab[x] = 0
         b_lab[x] = 0
-    # bottom-up, merging with the top-down pair: first = nearer of the two nearest; second
-    # = nearer of the other side's label != first and this side's second
+    # bottom-up, merged with the top-down pair: first = the nearer of the two sides' first;
+    # second = the nearer of that side's second and the other side's nearest label != first
     for y in range(H - 1, -1, -1):
         i = y * W
         for x in range(x0, x1):
@@ -122,34 +124,21 @@ cdef void _column_block(const label_t* lab, label_t* l1, int32_t* g1, label_t* l
             ud1 = g1[i + x]
             ul2 = l2[i + x]
             ud2 = g2[i + x]
-            if ud1 <= dd1:
-                fl = ul1
-                fd = ud1
-                if dl1 != ul1:
-                    sl = dl1
-                    sd = dd1
-                else:
-                    sl = dl2
-                    sd = dd2
-                if ud2 < sd:
-                    sl = ul2
-                    sd = ud2
-            else:
-                fl = dl1
-                fd = dd1
-                if ul1 != dl1:
-                    sl = ul1
-                    sd = ud1
-                else:
-                    sl = ul2
-                    sd = ud2
-                if dd2 < sd:
-                    sl = dl2
-                    sd = dd2
+            up = ud1 <= dd1
+            fl = ul1 if up else dl1
+            fd = ud1 if up else dd1
+            sl = ul2 if up else dl2  # the first side's second
+            sd = ud2 if up else dd2
+            ol1 = dl1 if up else ul1  # the other side's pair
+            od1 = dd1 if up else ud1
+            ol2 = dl2 if up else ul2
+            od2 = dd2 if up else ud2
+            ol = ol1 if ol1 != fl else ol2
+            od = od1 if ol1 != fl else od2
             l1[i + x] = fl
             g1[i + x] = fd
-            l2[i + x] = sl
-            g2[i + x] = sd
+            l2[i + x] = sl if sd < od else ol
+            g2[i + x] = sd if sd < od else od
 
 
 cdef Py_ssize_t _envelope(const int32_t* dy, Py_ssize_t W, Py_ssize_t* v,
@@ -255,9 +244,22 @@ cdef void _row(const label_t* l1, const int32_t* g1, const int32_t* g2, Py_ssize
         d2sq[x] = best
 
 
+# sqrt of the small squared distances, looked up: most d1^2, d2^2 on cell images are
+# below 4096 and the table (32 KB) stays in cache; same float64 sqrt, so same bits
+DEF N_ROOTS = 4096
+cdef double ROOTS[N_ROOTS]
+for _i in range(N_ROOTS):
+    ROOTS[_i] = sqrt(<double>_i)
+
+
+cdef inline double _root(int64_t sq) noexcept nogil:
+    # sq < INF
+    return ROOTS[sq] if sq < N_ROOTS else sqrt(<double>sq)
+
+
 cdef inline float _dist(int64_t sq) noexcept nogil:
     # float32(float64 sqrt) of the exact integer: what float32(scipy's EDT) is
-    return <float>sqrt(<double>sq) if sq < INF else INFINITY
+    return <float>_root(sq) if sq < INF else INFINITY
 
 
 def _nearest_two(label_t[:, ::1] labels, float[:, ::1] d1, float[:, ::1] d2,
@@ -297,7 +299,9 @@ def _nearest_two(label_t[:, ::1] labels, float[:, ::1] d1, float[:, ::1] d2,
     cdef int64_t* d2sq
 
     with nogil:
-        for blk in prange(nblocks, num_threads=num_threads, schedule="static"):
+        # dynamic schedules: on a shared machine a descheduled thread must not hold the
+        # others up at the barrier
+        for blk in prange(nblocks, num_threads=num_threads, schedule="dynamic"):
             x0 = blk * BLOCK
             _column_block(&labels[0, 0], &l1[0, 0], &g1[0, 0], &l2[0, 0], &g2[0, 0], H, W,
                           x0, min(x0 + BLOCK, W), &a_lab[0], &a_pos[0], &b_lab[0], &b_pos[0])
@@ -314,14 +318,14 @@ def _nearest_two(label_t[:, ::1] labels, float[:, ::1] d1, float[:, ::1] d2,
             cg = <int64_t*> malloc(W * sizeof(int64_t))
             d1sq = <int64_t*> malloc(W * sizeof(int64_t))
             d2sq = <int64_t*> malloc(W * sizeof(int64_t))
-            for y in prange(H, schedule="static"):
+            for y in prange(H, schedule="dynamic", chunksize=8):
                 _row(&l1[y, 0], &g1[y, 0], &g2[y, 0], W, v1, f1, v2, f2, cols, clab, cg,
                      nxt, prv, d1sq, d2sq)
                 if want_w:
                     for x in range(W):
                         wc = wc1 if labels[y, x] != 0 else wc0
                         if d2sq[x] < INF and (border_all or labels[y, x] == 0):
-                            a = sqrt(<double>d1sq[x]) + sqrt(<double>d2sq[x])
+                            a = _root(d1sq[x]) + _root(d2sq[x])
                             wc = wc + w0 * exp(-(a * a) / denom)
                         w[y, x] = <float>wc
                 else:
