@@ -28,7 +28,7 @@ from scipy import ndimage
 
 from unet_ref.images import normalize_image
 
-__all__ = ["Transform", "random_transform", "displacement_field", "warp", "vary_gray_values",
+__all__ = ["Transform", "random_transform", "displacement_field", "sample_positions", "warp", "vary_gray_values",
            "augment", "spline_coefficients", "MIRROR_MODE"]
 
 MIRROR_MODE = "mirror"  # scipy's name for numpy's "reflect"; see the module docstring
@@ -118,7 +118,21 @@ def spline_coefficients(image):
     return image
 
 
-def warp(array, transform, *, order, top_left=(0, 0), size=None, prefiltered=False, elastic=True):
+def sample_positions(transform, top_left=(0, 0), size=None, elastic=True):
+    """Image positions (2, h, w) float64 that the window's pixels are read from:
+    top_left + (i, j) + shift (+ the displacement field if `elastic`), before flips/rotations.
+
+    Compute once and pass to `warp(positions=...)` to warp several arrays alike."""
+    h, w = size if size is not None else transform.image_shape
+    positions = np.stack(np.meshgrid(np.arange(h) + (top_left[0] + transform.shift[0]),
+                                     np.arange(w) + (top_left[1] + transform.shift[1]), indexing="ij"))
+    if elastic:
+        positions += displacement_field(transform, top_left, (h, w))  # (2, h, w)
+    return positions
+
+
+def warp(array, transform, *, order, top_left=(0, 0), size=None, prefiltered=False, elastic=True,
+         positions=None):
     """Sample `array` (H, W[, C]) on a window through `transform`.
 
     Parameters
@@ -135,6 +149,9 @@ def warp(array, transform, *, order, top_left=(0, 0), size=None, prefiltered=Fal
         `array` holds `spline_coefficients` of the image (order 3 only).
     elastic : bool
         Apply the displacement field (False: only shift, flip and rotation).
+    positions : (2, h, w) array, optional
+        `sample_positions(transform, top_left, size, elastic)`, computed once for several
+        arrays; replaces top_left, size and elastic.
 
     Returns
     -------
@@ -147,12 +164,8 @@ def warp(array, transform, *, order, top_left=(0, 0), size=None, prefiltered=Fal
                          f"got shape {array.shape}")
     if array.dtype == bool:  # map_coordinates has no bool; a uint8 view is the same bytes
         return warp(array.view(np.uint8), transform, order=order, top_left=top_left, size=size,
-                    elastic=elastic).view(bool)
-    h, w = size if size is not None else transform.image_shape
-    coords = np.stack(np.meshgrid(np.arange(h) + (top_left[0] + transform.shift[0]),
-                                  np.arange(w) + (top_left[1] + transform.shift[1]), indexing="ij"))
-    if elastic:
-        coords += displacement_field(transform, top_left, (h, w))  # (2, h, w)
+                    elastic=elastic, positions=positions).view(bool)
+    coords = sample_positions(transform, top_left, size, elastic) if positions is None else positions
     if order == 0:
         coords = np.rint(coords)  # nearest neighbour, explicitly (scipy rounds .5 its own way)
     dtype = array.dtype if order == 0 else np.float32

@@ -31,7 +31,7 @@ import pathlib
 import numpy as np
 from skimage import measure
 
-from unet_ref.augment import random_transform, spline_coefficients, vary_gray_values, warp
+from unet_ref.augment import random_transform, sample_positions, spline_coefficients, vary_gray_values, warp
 from unet_ref.datasets import read_image
 from unet_ref.images import normalize_image
 from unet_ref.sizes import margin, output_size
@@ -84,11 +84,9 @@ class TileSampler:
         self.tile_size, self.depth = int(tile_size), int(depth)
         self.output_size = output_size(self.tile_size, self.depth)  # ValueError names valid sizes
         self.margin = margin(self.depth)
-        # label region: output crop + context, at least the input window; same parity as n
-        # so that both windows share their centre pixel-exactly under rotations
-        context = max(self.margin, weight_context(w0, sigma))
-        context += (self.output_size + 2 * context - self.tile_size) % 2
-        self.context = context
+        # label region: the output crop + context px per side, at least the input window
+        # (n = m + 2 margin), so both windows are concentric
+        self.context = max(self.margin, weight_context(w0, sigma))
         self.images, self.labels = list(images), list(labels)
         self.augment, self.w0, self.sigma, self.seed = bool(augment), float(w0), float(sigma), int(seed)
         self.cache, self.elastic_sigma, self.grid = bool(cache), float(elastic_sigma), int(grid)
@@ -122,6 +120,11 @@ class TileSampler:
             self._decoded[i] = entry
         return entry
 
+    def _weight_map(self, region, class_weights):
+        """(h, w) float32 weights of an instance-label region (benchmarks swap in the reference)."""
+        # one thread per sample: tf.data already runs samples in parallel
+        return weight_map(labels=region, w0=self.w0, sigma=self.sigma, class_weights=class_weights, num_threads=1)
+
     def sample(self, index):
         """The tile triple for sample `index` (a function of (seed, index) only)."""
         rng = np.random.default_rng([self.seed, int(index)])
@@ -134,14 +137,16 @@ class TileSampler:
             transform = random_transform((h, w), rng, sigma=self.elastic_sigma, grid=self.grid)
         else:
             transform = random_transform((h, w), rng, sigma=0.0, max_shift=0.0, flips=False)
+        # one position map for the label region; the input window is its centre (both
+        # windows are concentric, so flips and rotations keep them aligned)
+        positions = sample_positions(transform, (top - c, left - c), (m + 2 * c,) * 2, self.augment)
+        o = c - self.margin
         image = warp(coefficients, transform, order=3 if self.augment else 0, prefiltered=True,
-                     top_left=(top - self.margin, left - self.margin), size=(n, n), elastic=self.augment)
-        region = warp(labels, transform, order=0, top_left=(top - c, left - c), size=(m + 2 * c,) * 2,
-                      elastic=self.augment)  # (m + 2c, m + 2c)
+                     positions=positions[:, o:o + n, o:o + n])  # (n, n, C)
+        region = warp(labels, transform, order=0, positions=positions)  # (m + 2c, m + 2c)
         # connected regions of equal id: a mirrored copy of a cell is another cell
         region = measure.label(region, background=0, connectivity=2)
-        weights = weight_map(labels=region, w0=self.w0, sigma=self.sigma, class_weights=class_weights,
-                             num_threads=1)  # one thread per sample: tf.data runs samples in parallel
+        weights = self._weight_map(region, class_weights)
         crop = np.s_[c:c + m, c:c + m]
         if self.augment:
             image = vary_gray_values(image, rng)
