@@ -124,3 +124,13 @@ def test_bad_input_raises_clear_errors():
         augment(np.zeros(labels.shape), labels.astype(float), np.random.default_rng())
     with pytest.raises(ValueError, match="array must be"):
         warp(np.zeros((5, 5)), random_transform(labels.shape, np.random.default_rng()), order=0)
+
+
+def test_augmentation_figure_is_written_atomically(tmp_path):
+    from unet_ref.plots import plot_augmentation, plot_synthetic_vs_isbi
+
+    image, mask, labels = synthetic_sample(64, seed=0)
+    path = plot_augmentation(image, labels, 1, tmp_path / "figures" / "augment.png")
+    other = plot_synthetic_vs_isbi(tmp_path / "figures" / "data.png", image, mask, size=64)
+    assert path.read_bytes()[:8] == other.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["augment.png", "data.png"]  # no temp files left
