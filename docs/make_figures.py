@@ -380,19 +380,28 @@ def held_out_sample(size=(300, 420)):
 
 @output("seams.png")
 def seams_figure():
-    """P(cell) of a held-out image with two tile sizes, and their difference."""
-    from unet_ref.tiling import predict_tiled
+    """P(cell) of a held-out image with two tile sizes (output tile borders drawn), and
+    their difference."""
+    from unet_ref.sizes import output_size
+    from unet_ref.tiling import _stride, predict_tiled  # the tiler's own tile geometry
 
     model = tutorial_run()
     image, _, _ = held_out_sample()
-    small = predict_tiled(model, image, tile_size=156)[..., 1]  # 68 px output tiles
-    large = predict_tiled(model, image, tile_size=252)[..., 1]  # 164 px output tiles
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
     show(axes[0], image, f"held-out synthetic image {image.shape[0]} x {image.shape[1]}")
-    show(axes[1], small, "P(cell), 156 px tiles (68 px outputs)", cmap="viridis", vmin=0, vmax=1)
-    show(axes[2], large, "P(cell), 252 px tiles (164 px outputs)", cmap="viridis", vmin=0, vmax=1)
-    show(axes[3], np.abs(small - large), f"|difference|, max {np.abs(small - large).max():.1e}", cmap="magma",
-         colorbar=True)
+    cells = []
+    for ax, tile in zip(axes[1:3], (156, 252)):
+        cell = predict_tiled(model, image, tile_size=tile)[..., 1]
+        cells.append(cell)
+        show(ax, cell, f"P(cell), {tile} px tiles ({output_size(tile, 3)} px outputs)", cmap="viridis", vmin=0, vmax=1)
+        for origin in range(_stride(tile, 3), max(image.shape), _stride(tile, 3)):
+            ax.axhline(origin - 0.5, color="white", lw=0.6, ls="--")
+            ax.axvline(origin - 0.5, color="white", lw=0.6, ls="--")
+        ax.set_xlim(-0.5, image.shape[1] - 0.5)
+        ax.set_ylim(image.shape[0] - 0.5, -0.5)
+    difference = np.abs(cells[0] - cells[1])
+    show(axes[3], difference, f"|difference| (scale 0 to 1e-5), max {difference.max():.1e}", cmap="magma",
+         colorbar=True, vmin=0, vmax=1e-5)
     fig.tight_layout()
     return fig
 
