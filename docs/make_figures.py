@@ -41,7 +41,8 @@ OUTPUTS = {}
 
 
 def output(name):
-    """Register a function that returns a matplotlib Figure (.png) or Markdown text (.md)."""
+    """Register a function that returns a matplotlib Figure (.png), Markdown text (.md), or
+    the Path of the file it wrote itself (the plotting functions of unet_ref.plots)."""
     def register(function):
         OUTPUTS[name] = function
         return function
@@ -62,6 +63,8 @@ def _atomic_write(path, write):
 
 
 def save(name, result):
+    if isinstance(result, pathlib.Path):  # the function wrote the file itself (unet_ref.plots)
+        return result
     if name.endswith(".png"):
         path = FIGURES / name
         # No "Software" metadata: the PNG changes only when the picture does.
@@ -93,56 +96,47 @@ def show(ax, image, title, cmap="gray", colorbar=False, **kwargs):
     return im
 
 
-# --- chapter 1: the data ------------------------------------------------------------------
-
-
-def label_colors(labels, seed=0):
-    """Instance labels -> RGB with a random colour per id and black for 0 (membrane)."""
-    rng = np.random.default_rng(seed)
-    palette = rng.uniform(0.25, 1.0, (int(labels.max()) + 1, 3))
-    palette[0] = 0
-    return palette[labels]
+# --- chapters 1 and 2: data and augmentation (drawn by unet_ref.plots) -----------------------
 
 
 @output("data.png")
 def data_figure():
-    """A synthetic sample (image, mask, instance labels) beside ISBI 2012 slice 0."""
-    from unet_ref.synthetic import synthetic_sample
+    """A synthetic sample beside ISBI 2012 slice 0 (unet_ref.plots.plot_synthetic_vs_isbi)."""
+    from unet_ref.plots import plot_synthetic_vs_isbi
 
-    image, mask, labels = synthetic_sample(512, seed=0)
     isbi_image, isbi_label = isbi_pair(0)
-    fig, axes = plt.subplots(1, 5, figsize=(17, 3.8))
-    show(axes[0], image, "synthetic image (seed 0)")
-    show(axes[1], mask, "synthetic mask")
-    show(axes[2], label_colors(labels), f"synthetic instance labels ({labels.max()} cells)", cmap=None)
-    show(axes[3], isbi_image, "ISBI 2012 slice 0")
-    show(axes[4], isbi_label, "ISBI 2012 label 0")
-    fig.tight_layout()
-    return fig
-
-
-# --- chapter 2: augmentation ---------------------------------------------------------------
+    return plot_synthetic_vs_isbi(FIGURES / "data.png", isbi_image, isbi_label, seed=0)
 
 
 @output("augment.png")
 def augment_figure():
-    """A synthetic sample, one elastic deformation (paper: 3 x 3 grid, sigma 10 px) of a
-    grid, the image and the instance labels, and the weight map of the warped labels."""
-    from unet_ref.augment import random_transform, warp
+    """Image, elastic deformation, warped labels, weight map (unet_ref.plots.plot_augmentation)."""
+    from unet_ref.plots import plot_augmentation
     from unet_ref.synthetic import synthetic_sample
-    from unet_ref.weights import weight_map
 
     image, _, labels = synthetic_sample(256, seed=0)
-    transform = random_transform(image.shape, np.random.default_rng(3), sigma=10.0, flips=False, max_shift=0.0)
-    grid = np.ones(image.shape, np.float32)
+    return plot_augmentation(image, labels, seed=3, path=FIGURES / "augment.png")
+
+
+@output("deformation.png")
+def deformation_figure():
+    """One elastic deformation (paper: 3 x 3 grid, sigma 10 px) shown on a grid, and the
+    size of its per-pixel displacement field."""
+    from unet_ref.augment import displacement_field, random_transform, warp
+
+    shape = (256, 256)
+    transform = random_transform(shape, np.random.default_rng(3), sigma=10.0, flips=False, max_shift=0.0)
+    grid = np.ones(shape, np.float32)
     grid[::16] = grid[:, ::16] = 0  # lines every 16 px make the deformation visible
-    warped_labels = warp(labels, transform, order=0)
-    fig, axes = plt.subplots(1, 5, figsize=(17, 3.8))
-    show(axes[0], warp(grid, transform, order=1), "the deformation (on a 16 px grid)")
-    show(axes[1], image, "image")
-    show(axes[2], warp(image.astype(np.float32), transform, order=3), "warped image (cubic)")
-    show(axes[3], label_colors(warped_labels), "warped instance labels (nearest)", cmap=None)
-    show(axes[4], weight_map(labels=warped_labels), "weight map of the warped labels", cmap="viridis", colorbar=True)
+    dy, dx = displacement_field(transform)
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 4))
+    show(axes[0], warp(grid, transform, order=1), "a 16 px grid, deformed")
+    show(axes[1], np.hypot(dy, dx), "displacement (px)", cmap="magma", colorbar=True)
+    knots = np.linspace(0, shape[0] - 1, transform.displacement.shape[1])
+    for y in knots:
+        for x in knots:
+            axes[1].plot(x, y, "o", color="deepskyblue", markersize=5)
+    axes[1].set_title("displacement (px); dots: the 3 x 3 knots", fontsize=10)
     fig.tight_layout()
     return fig
 
