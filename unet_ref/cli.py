@@ -18,7 +18,7 @@ import textwrap
 
 __all__ = ["main", "build_parser", "UserError"]
 
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".npy")
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".npy")  # datasets' + numpy
 
 
 class UserError(Exception):
@@ -55,28 +55,22 @@ def _natural_sort(paths):
 
 
 def read_images(files, what="input"):
-    """Image files -> list of (name, array (H, W) or (H, W, C)); a multi-page TIFF gives one
-    entry per page, named `stem_0000`, ...."""
+    """Image files -> list of (name, array (H, W) or (H, W, C)); a multi-page TIFF (or an
+    .npy stack) gives one entry per page, named `stem_0000`, ...."""
     import numpy as np
+
+    from unet_ref.datasets import read_image
 
     images = []
     for path in files:
         try:
-            if path.suffix.lower() == ".npy":
-                array = np.load(path)
-            elif path.suffix.lower() in (".tif", ".tiff"):
-                import tifffile
-
-                array = tifffile.imread(path)
-            else:
-                from skimage import io
-
-                array = io.imread(path)
+            array = np.load(path) if path.suffix.lower() == ".npy" else read_image(path)
         except Exception as error:  # unreadable or corrupt file: name it, one line
             raise UserError(f"cannot read {what} {path}: {error}") from error
-        if array.ndim == 3 and path.suffix.lower() in (".tif", ".tiff", ".npy") and array.shape[-1] > 4:
+        stacked = path.suffix.lower() in (".tif", ".tiff", ".npy")
+        if array.ndim == 3 and stacked and array.shape[-1] > 4:
             images.extend((f"{path.stem}_{i:04d}", page) for i, page in enumerate(array))  # a stack (N, H, W)
-        elif array.ndim == 3 and array.shape[-1] in (3, 4) and path.suffix.lower() not in (".tif", ".tiff", ".npy"):
+        elif array.ndim == 3 and array.shape[-1] in (3, 4) and not stacked:
             images.append((path.stem, array[..., :3].mean(axis=-1).astype(array.dtype)))  # RGB(A) PNG -> gray
         elif array.ndim in (2, 3):
             images.append((path.stem, array))
@@ -174,7 +168,7 @@ def cmd_predict(args):
 
     from unet_ref.tiling import predict_tiled
 
-    tile_size = args.tile_size or (config.predict_tile_size if config else None)
+    tile_size = args.tile_size or ((config.predict_tile_size or None) if config else None)
     for name, image in images:
         try:
             probabilities = predict_tiled(model, image, tile_size=tile_size, batch_size=args.batch_size, tta=args.tta)
@@ -199,7 +193,7 @@ def cmd_evaluate(args):
 
         model, config = _model_and_config(args.model)
         images = read_images(expand_inputs(args.images, "image"), "image")
-        tile_size = args.tile_size or (config.predict_tile_size if config else None)
+        tile_size = args.tile_size or ((config.predict_tile_size or None) if config else None)
         predictions = []
         for name, image in images:
             try:

@@ -40,6 +40,7 @@ loses no training.
 TensorFlow is imported inside the functions, so that `unet-ref --help` stays fast.
 """
 import dataclasses
+import importlib.util
 import json
 import os
 import pathlib
@@ -163,22 +164,18 @@ def _check_config(config):
 
 
 def load_data(config):
-    """-> (train_images, train_labels, val_images, val_labels): lists of (H, W) arrays;
-    labels are instance labels (0 = membrane) so that the weight map separates touching
-    cells exactly. The last `val_count` images are the validation set."""
-    if config.data:
-        from unet_ref.datasets import load_dataset
+    """-> (train_images, train_labels, val_images, val_labels), instance labels (0 =
+    membrane) so that the weight map separates touching cells exactly. The last
+    `val_count` images are the validation set (`unet_ref.datasets.train_val_split`)."""
+    from unet_ref.datasets import load_dataset, train_val_split
 
+    if config.data:
         images, labels = load_dataset(config.data)
     else:
         from unet_ref.synthetic import synthetic_dataset
 
         images, labels = synthetic_dataset(config.synthetic_count, size=config.synthetic_size, seed=config.seed)
-    images, labels = list(images), list(labels)
-    if not 1 <= config.val_count < len(images):
-        raise ValueError(f"val_count must be in [1, {len(images) - 1}] for {len(images)} images, got {config.val_count}")
-    n = len(images) - config.val_count
-    return images[:n], labels[:n], images[n:], labels[n:]
+    return train_val_split(list(images), list(labels), val_count=config.val_count)
 
 
 # --- distribution --------------------------------------------------------------------------
@@ -264,7 +261,6 @@ def _callbacks(config, out, val_images, val_labels):
         keras.callbacks.CSVLogger(str(out / "log.csv"), append=True),
         AtomicCheckpoint(),
         LossCurve(),
-        keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False),
         TimeLimit(),
         # Last, so that an epoch is marked done only after its logs and checkpoints exist
         # (a kill in between repeats the epoch; plot_loss_curve keeps its last row).
@@ -272,6 +268,11 @@ def _callbacks(config, out, val_images, val_labels):
             str(out / "backup"), save_freq=config.backup_every or "epoch", double_checkpoint=True
         ),
     ]
+    # tf.summary needs the tensorboard package, which TensorFlow no longer installs
+    if importlib.util.find_spec("tensorboard") is not None:
+        callbacks.insert(-1, keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False))
+    elif config.verbose:
+        print("no TensorBoard logs: `pip install tensorboard` to get them")
     return callbacks
 
 
@@ -331,8 +332,11 @@ def save_config(config, out):
         f.write("\n")
 
 
-def train(config):
-    """Train a U-Net as configured; returns (model, keras History)."""
+def train(config, callbacks=()):
+    """Train a U-Net as configured; returns (model, keras History).
+
+    `callbacks` are extra Keras callbacks, run after the trainer's own ones.
+    """
     import keras
     import tensorflow as tf
 
@@ -364,7 +368,8 @@ def train(config):
     history = model.fit(
         train_data, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
         validation_data=val_data, validation_steps=config.validation_steps,
-        callbacks=_callbacks(config, out, val_images, val_labels), verbose=config.verbose,
+        callbacks=_callbacks(config, out, val_images, val_labels) + list(callbacks), verbose=config.verbose,
+        shuffle=False,  # the tile stream is already random
     )
     if not (out / "model.keras").exists():  # no epoch improved on inf: keep the last one
         with atomic_write(out / "model.keras") as tmp:

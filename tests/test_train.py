@@ -1,0 +1,137 @@
+"""The trainer: configuration, resuming an interrupted run, the distributed path."""
+import csv
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from unet_ref.train import PRESETS, TrainConfig, resolve_config
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+TINY = dict(
+    synthetic_count=3, synthetic_size=64, val_count=1, base_filters=2, depth=1, dropout=0.0,
+    tile_size=44, batch_size=2, epochs=4, steps_per_epoch=3, validation_steps=1,
+    val_pixel_error=False, verbose=0,
+)
+
+
+def test_paper_preset_is_the_papers_configuration():
+    paper = PRESETS["paper"]
+    assert (paper.base_filters, paper.depth, paper.tile_size, paper.batch_size) == (64, 4, 572, 1)
+    assert (paper.optimizer, paper.momentum, paper.dropout) == ("sgd", 0.99, 0.5)
+
+
+def test_resolve_config_overrides_fields_and_rejects_bad_values():
+    config = resolve_config("paper", {"epochs": 3, "base_filters": 16})
+    assert config.epochs == 3 and config.base_filters == 16 and config.tile_size == 572
+    with pytest.raises(ValueError, match="nearest valid input sizes"):
+        resolve_config("paper", {"tile_size": 570})
+    with pytest.raises(ValueError, match="unknown configuration"):
+        resolve_config("paper", {"filters": 3})
+    with pytest.raises(ValueError, match="preset must be one of"):
+        resolve_config("huge")
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _interrupting(epoch, batch):
+    import keras
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, e, logs=None):
+            self.epoch = e
+
+        def on_train_batch_end(self, b, logs=None):
+            if (self.epoch, b) == (epoch, batch):
+                raise _Interrupt(f"killed at epoch {epoch}, step {batch}")
+
+    return Interrupt()
+
+
+def _probe():
+    """Records the optimizer step count and the first epoch of a (resumed) run."""
+    import keras
+
+    class Probe(keras.callbacks.Callback):
+        first_epoch = None
+
+        def on_train_begin(self, logs=None):
+            self.iterations_at_start = int(self.model.optimizer.iterations.numpy())
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if self.first_epoch is None:
+                self.first_epoch = epoch
+
+    return Probe()
+
+
+@pytest.mark.parametrize("backup_every, kill_at, resumed_epoch, steps_kept", [
+    (0, (2, 1), 2, 6),  # epoch backups: epochs 0, 1 done (3 steps each); epoch 2 restarts
+    (1, (1, 1), 1, 5),  # a backup every step: 3 + 2 steps kept; epoch 1 restarts with them
+])
+def test_an_interrupted_run_resumes_from_its_last_backup(tmp_path, backup_every, kill_at, resumed_epoch, steps_kept):
+    from unet_ref.train import train
+
+    config = resolve_config("tutorial", dict(TINY, out=str(tmp_path), backup_every=backup_every))
+    with pytest.raises(_Interrupt):
+        train(config, callbacks=[_interrupting(*kill_at)])
+    metadata = json.loads((tmp_path / "backup" / "training_metadata.json").read_text())
+    assert metadata["epoch"] == resumed_epoch
+
+    probe = _probe()
+    _, history = train(config, callbacks=[probe])
+    assert probe.first_epoch == resumed_epoch  # not from epoch 0
+    assert probe.iterations_at_start == steps_kept  # weights and optimizer state restored
+    assert len(history.history["loss"]) == config.epochs - resumed_epoch
+    epochs = [int(row["epoch"]) for row in csv.DictReader((tmp_path / "log.csv").open())]
+    assert epochs == list(range(config.epochs))  # one log row per epoch over both runs
+    assert not (tmp_path / "backup").exists()  # a finished run leaves no backup
+
+
+def test_resuming_with_a_different_configuration_is_refused(tmp_path):
+    from unet_ref.train import train
+
+    config = resolve_config("tutorial", dict(TINY, out=str(tmp_path)))
+    with pytest.raises(_Interrupt):
+        train(config, callbacks=[_interrupting(1, 0)])
+    with pytest.raises(ValueError, match="base_filters"):
+        train(resolve_config("tutorial", dict(TINY, out=str(tmp_path), base_filters=4)))
+
+
+def test_training_runs_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    # Logical devices must be configured before TensorFlow initialises them: a fresh process.
+    script = textwrap.dedent(f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from unet_ref.train import distribution_strategy, resolve_config, train
+        strategy = distribution_strategy()
+        print("replicas", strategy.num_replicas_in_sync, type(strategy).__name__)
+        config = resolve_config("tutorial", dict({TINY!r}, out={str(tmp_path)!r}, epochs=1, steps_per_epoch=2))
+        model, history = train(config)
+        print("loss", history.history["loss"][-1])
+    """)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "replicas 2 MirroredStrategy" in result.stdout
+    assert "training on 2 replicas" in result.stdout
+    assert (tmp_path / "model.keras").exists()
+
+
+def test_config_json_round_trips_through_load_run(tmp_path):
+    from unet_ref.train import load_run, train
+
+    config = resolve_config("tutorial", dict(TINY, out=str(tmp_path), epochs=1, steps_per_epoch=1))
+    model, _ = train(config)
+    loaded, loaded_config = load_run(tmp_path)
+    assert loaded_config == config
+    assert loaded.count_params() == model.count_params()
+    assert isinstance(TrainConfig(**json.loads((tmp_path / "config.json").read_text())), TrainConfig)
