@@ -14,14 +14,14 @@ Algorithm (separable, like every exact Euclidean distance transform):
 
 1. Column pass (axis 0). For each pixel keep the two nearest DISTINCT labels in its column
    with their squared vertical distances, (l1, g1) and (l2, g2), g1 <= g2, l1 != l2
-   (label 0 with g = INF when absent; g stored as the int32 distance dy). A top-down sweep keeps, per column, the last row
-   of the current label run (a) and of the previous distinct label (b): between b's row
-   and the current row there are only background pixels and pixels of label a, so a and
-   b are the two nearest distinct labels above. A bottom-up sweep does the same below,
-   and the two pairs are merged. Rows are swept over a block of columns at once, so the
-   memory access is contiguous.
+   (label 0, g = INF when absent; stored as int32 distances dy, g = dy^2). A top-down
+   sweep keeps, per column, the last row of the current label run (a) and of the
+   previous distinct label (b): between b's row and the current row there are only
+   background pixels and pixels of label a, so a and b are the two nearest distinct
+   labels above. A bottom-up sweep does the same below, and the two pairs are merged.
+   Rows are swept over a block of columns at once, so the memory access is contiguous.
 
-2. Row pass (axis 1). With f1(x') = g1(x') and f2(x') = g2(x') per column x' of a row:
+2. Row pass (axis 1), for the columns x' of one row:
       d1(x)^2 = min_x' (x - x')^2 + g1(x')
    is the lower envelope of parabolas (Felzenszwalb & Huttenlocher 2012), linear time,
    and carries the nearest label L1(x) = l1(argmin). Then
@@ -246,7 +246,8 @@ cdef void _row(const label_t* l1, const int32_t* g1, const int32_t* g2, Py_ssize
 
 # sqrt of the small squared distances, looked up: most d1^2, d2^2 on cell images are
 # below 4096 and the table (32 KB) stays in cache; same float64 sqrt, so same bits
-DEF N_ROOTS = 4096
+cdef enum:
+    N_ROOTS = 4096
 cdef double ROOTS[N_ROOTS]
 for _i in range(N_ROOTS):
     ROOTS[_i] = sqrt(<double>_i)

@@ -22,6 +22,9 @@ from unet_ref import _d1d2
 
 __all__ = ["d1_d2", "weight_map", "balanced_class_weights"]
 
+# the kernel's envelope test multiplies squared distances (< 2^41) by column gaps (< 2^20)
+MAX_SIDE = 2**20
+
 
 def _as_labels(labels, name="labels"):
     """Check an instance label image and return it as a native-endian integer array."""
@@ -30,6 +33,9 @@ def _as_labels(labels, name="labels"):
         raise ValueError(f"{name} must be a 2-D (H, W) array, got shape {labels.shape}")
     if labels.size == 0:
         raise ValueError(f"{name} is empty (shape {labels.shape}); expected H, W >= 1")
+    if max(labels.shape) > MAX_SIDE:
+        raise ValueError(f"{name} has shape {labels.shape}; the kernel's exact int64 arithmetic "
+                         f"supports sides up to {MAX_SIDE} px")
     if labels.dtype == bool:
         return labels.view(np.uint8)
     if not np.issubdtype(labels.dtype, np.integer):
