@@ -43,6 +43,9 @@ def test_identity_window_mirrors_like_the_overlap_tile_predictor():
     padded = mirror_pad(image, (30, 30), (30, 30))
     assert np.array_equal(warp(image, t, order=0, top_left=(-30, -30), size=padded.shape), padded)
     np.testing.assert_allclose(warp(image, t, order=3, top_left=(-30, -30), size=padded.shape), padded, atol=1e-5)
+    thin = np.arange(5, dtype=np.int32)[None]  # (1, 5): a single row mirrors onto itself
+    t = Transform(np.zeros((2, 3, 3)), (1, 5))
+    assert np.array_equal(warp(thin, t, order=0, top_left=(-7, -9), size=(15, 23)), mirror_pad(thin, (7, 9), (7, 9)))
 
 
 @pytest.mark.parametrize("rot90, flip", [(1, False), (2, True), (3, True), (0, True)])

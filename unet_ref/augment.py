@@ -82,6 +82,14 @@ def random_transform(image_shape, rng, *, sigma=10.0, grid=3, max_shift=8.0, fli
     return Transform(displacement, tuple(int(s) for s in image_shape[:2]), shift, rot90, flip)
 
 
+def _mirror(index, length):
+    """Integer positions mirrored into [0, length) like MIRROR_MODE (period 2 (length - 1))."""
+    if length == 1:
+        return np.zeros_like(index)
+    index = np.abs(index) % (2 * (length - 1))
+    return np.where(index >= length, 2 * (length - 1) - index, index)
+
+
 def _knot_weights(positions, length, grid):
     """(len(positions), grid): cubic-spline weights of each knot at image positions.
 
@@ -167,12 +175,14 @@ def warp(array, transform, *, order, top_left=(0, 0), size=None, prefiltered=Fal
                     elastic=elastic, positions=positions).view(bool)
     coords = sample_positions(transform, top_left, size, elastic) if positions is None else positions
     if order == 0:
-        coords = np.rint(coords)  # nearest neighbour, explicitly (scipy rounds .5 its own way)
-    dtype = array.dtype if order == 0 else np.float32
-    channels = [array] if array.ndim == 2 else [array[..., c] for c in range(array.shape[2])]
-    out = [ndimage.map_coordinates(a, coords, output=dtype, order=order, mode=MIRROR_MODE,
-                                   prefilter=order > 1 and not prefiltered) for a in channels]
-    out = out[0] if array.ndim == 2 else np.stack(out, axis=-1)
+        # nearest neighbour as an index look-up, 4x faster than map_coordinates(order=0)
+        rows, cols = (_mirror(np.rint(x).astype(np.intp), n) for x, n in zip(coords, array.shape))
+        out = array[rows, cols]
+    else:
+        channels = [array] if array.ndim == 2 else [array[..., c] for c in range(array.shape[2])]
+        out = [ndimage.map_coordinates(a, coords, output=np.float32, order=order, mode=MIRROR_MODE,
+                                       prefilter=not prefiltered) for a in channels]
+        out = out[0] if array.ndim == 2 else np.stack(out, axis=-1)
     out = np.rot90(out, transform.rot90)  # lossless: a permutation of the pixels
     return np.ascontiguousarray(out[:, ::-1] if transform.flip else out)
 
