@@ -106,12 +106,13 @@ def build_unet(base_filters=64, depth=4, n_classes=2, in_channels=1, dropout=0.5
 
     for level in reversed(range(depth)):  # expanding path
         filters = base_filters * 2**level
-        # The paper's "upsampling followed by a 2x2 convolution that halves the channels"
-        # as one transposed convolution (kernel 2, stride 2): same parameters, same maps.
-        # Its ReLU: the paper is silent; it keeps both concatenated halves non-negative
-        # (like every other hidden layer), which the He init of the next conv assumes.
-        x = layers.Conv2DTranspose(filters, 2, strides=2, activation="relu",
-                                   kernel_initializer="he_normal", name=f"up{level}_upconv")(x)  # level 3: (B, 56, 56, 512)
+        # Paper: "upsampling of the feature map followed by a 2x2 convolution ('up-convolution')
+        # that halves the number of feature channels". We use the usual equivalent, one
+        # transposed convolution, kernel 2, stride 2: the same parameters and exactly x2 in
+        # size (each input pixel becomes a learned 2x2 block). Its ReLU: the paper is silent;
+        # it keeps both concatenated halves non-negative, as the next conv's He init assumes.
+        x = layers.Conv2DTranspose(filters, 2, strides=2, activation="relu", kernel_initializer="he_normal",
+                                   name=f"up{level}_upconv")(x)  # level 3: (B, 56, 56, 512)
         # Crop the copy centrally. The path below this level (pool, a U-Net of depth
         # depth-1-level, up-conv) loses 2 * margin(depth - 1 - level) px per side for every
         # valid input size, so a constant crop works with a None input size: 4, 16, 40, 88.
@@ -119,7 +120,7 @@ def build_unet(base_filters=64, depth=4, n_classes=2, in_channels=1, dropout=0.5
         skip = layers.Cropping2D(crop, name=f"up{level}_crop")(skips[level])  # level 3: (B, 56, 56, 512)
         x = layers.Concatenate(name=f"up{level}_concat")([skip, x])  # level 3: (B, 56, 56, 1024)
         x = _conv3x3(x, filters, f"up{level}_conv1")  # level 3: (B, 54, 54, 512)
-        x = _conv3x3(x, filters, f"up{level}_conv2")  # level 3: (B, 52, 52, 512); level 0: (B, 388, 388, 64)
+        x = _conv3x3(x, filters, f"up{level}_conv2")  # level 3: (B, 52, 52, 512); 0: (B, 388, 388, 64)
 
     # 1x1 convolution to logits: no activation (the notebook's ReLU here was a defect);
     # float32 so that the loss stays float32 under a mixed_float16 policy.
