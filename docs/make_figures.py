@@ -195,6 +195,67 @@ def shapes_table():
     return "\n".join(lines)
 
 
+@output("architecture.png")
+def architecture_figure():
+    """The paper's Fig. 1 redrawn from the built model: one box per feature map (height ~
+    its size, width ~ log2 of its channels), placed by level, for a 572 px input tile."""
+    import keras
+    from matplotlib.patches import FancyArrowPatch, Rectangle
+
+    from unet_ref.model import build_unet
+
+    model = build_unet()
+    shapes = [("image", None, (572, 572, 1))] + [
+        (layer.name, layer, shape) for layer, shape in layer_shapes(model, 572)
+        if not isinstance(layer, (keras.layers.Dropout, keras.layers.Cropping2D, keras.layers.Concatenate))
+    ]
+    depth = 4
+
+    def level(name):  # layer names of build_unet: down{l}_*, bottom_*, up{l}_*
+        if name.startswith("bottom"):
+            return depth
+        return int(name[len("down")]) if name.startswith("down") else int(name[len("up")]) if name.startswith("up") else 0
+
+    fig, ax = plt.subplots(figsize=(14, 6.5))
+    x, gap, scale = 0.0, 0.35, 1.6 / 572  # a 572 px map is 1.6 units tall
+    boxes = {}
+    for name, layer, (h, w, c) in shapes:
+        # a pooled map is the first map of the next level, as in the paper's figure
+        lv = level(name) + isinstance(layer, keras.layers.MaxPooling2D)
+        width = 0.08 * np.log2(c) + 0.05
+        top = -2.0 * lv
+        boxes[name] = (x, top, width, h * scale)
+        ax.add_patch(Rectangle((x, top - h * scale), width, h * scale, fc="#9ecae1" if "up" not in name else "#c7e9c0",
+                               ec="black", lw=0.6))
+        ax.text(x + width / 2, top + 0.05, str(c), ha="center", va="bottom", fontsize=7)
+        ax.text(x + width / 2, top - h * scale - 0.05, f"{h}²", ha="center", va="top", fontsize=6.5)
+        x += width + gap
+    arrow = dict(arrowstyle="-|>", mutation_scale=10, lw=1.2)
+    for (a, _, _), (b, layer, _) in zip(shapes, shapes[1:]):
+        ax_, at, aw, ah = boxes[a]
+        bx, bt, bw, bh = boxes[b]
+        kind = type(layer).__name__
+        color = {"Conv2D": "tab:blue", "MaxPooling2D": "tab:red", "Conv2DTranspose": "tab:green"}[kind]
+        if kind == "Conv2D" and b == "logits":
+            color = "tab:purple"
+        ax.add_patch(FancyArrowPatch((ax_ + aw, at - ah / 2), (bx, bt - bh / 2), color=color, **arrow))
+    for lv in range(depth):  # copy and crop
+        ax_, at, aw, ah = boxes[f"down{lv}_conv2"]
+        bx, bt, bw, bh = boxes[f"up{lv}_upconv"]
+        ax.add_patch(FancyArrowPatch((ax_ + aw, at - ah / 2), (bx, bt - bh / 2), color="gray", ls="--", **arrow))
+    for label, color in (("3x3 conv, ReLU (valid)", "tab:blue"), ("copy and crop", "gray"), ("2x2 max-pool", "tab:red"),
+                         ("2x2 up-conv, ReLU", "tab:green"), ("1x1 conv (logits)", "tab:purple")):
+        ax.plot([], [], color=color, ls="--" if color == "gray" else "-", label=label)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlim(-0.3, x + 0.1)
+    ax.set_ylim(-2.0 * depth - 0.6, 0.4)
+    ax.set_axis_off()
+    ax.set_title(f"build_unet(): {model.count_params():,} parameters; numbers above the boxes are channels, "
+                 f"below them the spatial size (green: expanding path)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 # --- chapter 4: the weight map ------------------------------------------------------------
 
 
