@@ -84,6 +84,8 @@ def test_bad_loss_inputs_raise():
         weighted_cross_entropy(labels, logits, weights[:, :-1])
     with pytest.raises(ValueError, match="logits"):
         weighted_cross_entropy(labels[:, :-1], logits, weights)
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        weighted_cross_entropy(np.where(labels == 0, 3, labels), logits, weights)
     with pytest.raises(TypeError, match="labels"):
         weighted_cross_entropy(labels.astype(np.float32), logits, weights)
 

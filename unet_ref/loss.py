@@ -20,6 +20,7 @@ learning rate; the mean keeps it independent of tile and batch size.
 import numbers
 
 import keras
+import numpy as np
 from keras import ops
 
 __all__ = ["weighted_cross_entropy", "unet_loss", "compile_unet", "DEFAULT_LEARNING_RATES"]
@@ -57,6 +58,10 @@ def weighted_cross_entropy(labels, logits, weights):
     also when the logits are float16.
     """
     logits = ops.cast(ops.convert_to_tensor(logits), "float32")
+    n_classes = logits.shape[-1]
+    if isinstance(labels, np.ndarray) and labels.size and not 0 <= labels.min() <= labels.max() < n_classes:
+        # (checked for numpy input; a symbolic tensor cannot be inspected here)
+        raise ValueError(f"labels must be class ids in [0, {n_classes}), got [{labels.min()}, {labels.max()}]")
     labels = ops.convert_to_tensor(labels)
     weights = ops.cast(ops.convert_to_tensor(weights), "float32")
     if "int" not in str(labels.dtype):
@@ -67,7 +72,8 @@ def weighted_cross_entropy(labels, logits, weights):
             f"labels {tuple(labels.shape)}, logits {tuple(logits.shape)}, weights {tuple(weights.shape)}"
         )
     log_p = ops.log_softmax(logits, axis=-1)  # (..., h, w, K), finite for finite logits
-    log_p_true = ops.sum(ops.one_hot(labels, logits.shape[-1], dtype="float32") * log_p, axis=-1)  # (..., h, w)
+    one_hot = ops.one_hot(labels, n_classes, dtype="float32")  # (..., h, w, K)
+    log_p_true = ops.sum(one_hot * log_p, axis=-1)  # (..., h, w)
     return -ops.mean(weights * log_p_true)
 
 
@@ -114,7 +120,8 @@ def compile_unet(model, optimizer="sgd", learning_rate=None, momentum=0.99, jit_
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
     if learning_rate is None:
         learning_rate = DEFAULT_LEARNING_RATES[optimizer]
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) or not learning_rate > 0:
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) \
+            or not learning_rate > 0:
         raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
     if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0 <= momentum < 1:
         raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
