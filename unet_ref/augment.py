@@ -132,11 +132,12 @@ def sample_positions(transform, top_left=(0, 0), size=None, elastic=True):
 
     Compute once and pass to `warp(positions=...)` to warp several arrays alike."""
     h, w = size if size is not None else transform.image_shape
-    positions = np.stack(np.meshgrid(np.arange(h) + (top_left[0] + transform.shift[0]),
-                                     np.arange(w) + (top_left[1] + transform.shift[1]), indexing="ij"))
-    if elastic:
-        positions += displacement_field(transform, top_left, (h, w))  # (2, h, w)
-    return positions
+    ys = np.arange(h) + (top_left[0] + transform.shift[0])  # (h,)
+    xs = np.arange(w) + (top_left[1] + transform.shift[1])  # (w,)
+    positions = displacement_field(transform, top_left, (h, w)) if elastic else np.zeros((2, h, w))
+    positions[0] += ys[:, None]
+    positions[1] += xs[None, :]
+    return positions  # (2, h, w)
 
 
 def warp(array, transform, *, order, top_left=(0, 0), size=None, prefiltered=False, elastic=True,
