@@ -85,6 +85,16 @@ def test_same_seed_gives_the_same_batches_with_parallel_calls(data):
     assert all(not np.array_equal(a[0][0][i], a[0][0][j]) for i in range(3) for j in range(i))
 
 
+def test_num_tiles_cycles_a_fixed_set_of_tiles(data):
+    batches = [[t.numpy() for t in b] for b in make_dataset(*data, tile_size=44, depth=1, batch_size=2,
+                                                            augment=False, num_tiles=4).take(4)]
+    for first, again in ((0, 2), (1, 3)):
+        assert all(np.array_equal(x, y) for x, y in zip(batches[first], batches[again]))
+    assert not np.array_equal(batches[0][0], batches[1][0])
+    with pytest.raises(ValueError, match="num_tiles"):
+        make_dataset(*data, tile_size=44, depth=1, batch_size=2, num_tiles=3)
+
+
 def test_dataset_has_static_shapes_for_keras(data):
     spec = make_dataset(*data, tile_size=44, depth=1, batch_size=2).element_spec
     assert [tuple(s.shape) for s in spec] == [(2, 44, 44, 1), (2, 28, 28), (2, 28, 28)]

@@ -160,15 +160,20 @@ class TileSampler:
 
 
 def make_dataset(images, labels, *, tile_size, depth=4, batch_size=1, augment=True, seed=0,
-                 w0=10.0, sigma=5.0, cache=True, num_parallel_calls=None, prefetch=None, **sampler_options):
+                 w0=10.0, sigma=5.0, cache=True, num_tiles=None, num_parallel_calls=None, prefetch=None,
+                 **sampler_options):
     """An infinite `tf.data.Dataset` of batches for `model.fit`.
 
     Yields `(image_tile (B, n, n, C) float32, label_tile (B, m, m) int32 in {0, 1},
     weight_tile (B, m, m) float32)` with m = output_size(n, depth); Keras takes the third
     element as the per-pixel sample_weight. Arguments as in `TileSampler`;
     `num_parallel_calls` and `prefetch` default to tf.data.AUTOTUNE. The stream is the
-    same for the same seed (element i is `TileSampler.sample(i)`, in order), so
-    `steps_per_epoch` batches are drawn afresh each epoch without `repeat`.
+    same for the same seed (element i is `TileSampler.sample(i)`, in order). Keras keeps
+    one iterator across epochs when `steps_per_epoch` / `validation_steps` is given, so
+    every epoch draws fresh tiles. `num_tiles` (a multiple of `batch_size`) instead
+    cycles through samples 0..num_tiles-1: a fixed validation set, e.g.
+    `num_tiles=validation_steps * batch_size` with `augment=False`, so that val_loss is
+    comparable between epochs.
 
     Examples
     --------
@@ -195,7 +200,12 @@ def make_dataset(images, labels, *, tile_size, depth=4, batch_size=1, augment=Tr
         weight.set_shape((m, m))  # (m, m)
         return image, label, weight
 
-    data = tf.data.Dataset.counter()  # 0, 1, 2, ...: the per-sample seeds
+    if num_tiles is None:
+        data = tf.data.Dataset.counter()  # 0, 1, 2, ...: the per-sample seeds
+    elif isinstance(num_tiles, (int, np.integer)) and num_tiles > 0 and num_tiles % batch_size == 0:
+        data = tf.data.Dataset.range(int(num_tiles)).repeat()
+    else:
+        raise ValueError(f"num_tiles must be None or a positive multiple of batch_size={batch_size}, got {num_tiles!r}")
     data = data.map(sample, num_parallel_calls=num_parallel_calls or autotune, deterministic=True)
     data = data.batch(int(batch_size), drop_remainder=True)
     return data.prefetch(prefetch or autotune)
