@@ -227,7 +227,7 @@ def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, p
     bar = tqdm(total=total, unit="tile", desc="predict_tiled",
                disable=(not progress) if progress is not None else (True if total <= 16 else None))
 
-    result = np.zeros((len(images), h, w, n_classes), np.float32)
+    result = (np.zeros if tta else np.empty)((len(images), h, w, n_classes), np.float32)
     for i, img in enumerate(images):
         for k, flip in transforms:
             view = _dihedral(img, k, flip)  # (h', w', C)
@@ -235,7 +235,7 @@ def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, p
             hv, wv = view.shape[:2]
             # top/left: the margin; bottom/right: the margin plus whatever fills the last tile.
             padded = mirror_pad(view, (m, m), ((ky - 1) * sh + th - hv - m, (kx - 1) * sw + tw - wv - m))
-            pred = np.empty((hv, wv, n_classes), np.float32)
+            pred = np.empty((hv, wv, n_classes), np.float32) if tta else result[i]  # no copy without TTA
             origins = [(y * sh, x * sw) for y in range(ky) for x in range(kx)]
             for start in range(0, len(origins), batch):
                 chunk = origins[start:start + batch]
@@ -248,7 +248,8 @@ def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, p
                     # overlapping px (stride < output) get the same value from both tiles
                     pred[y:y + oh, x:x + ow] = p[:hv - y, :wv - x]
                 bar.update(len(chunk))
-            result[i] += _dihedral_inverse(pred, k, flip)
+            if tta:
+                result[i] += _dihedral_inverse(pred, k, flip)
     bar.close()
     if tta:
         result /= len(transforms)
