@@ -237,7 +237,8 @@ def _as_probability(name, array):
 def cmd_demo(args):
     from unet_ref import demo
 
-    demo.run_demo(args.out, seed=args.seed, minutes=args.minutes, quiet=args.quiet)
+    shorter = {k: v for k, v in (("epochs", args.epochs), ("steps_per_epoch", args.steps_per_epoch)) if v is not None}
+    demo.run_demo(args.out, seed=args.seed, minutes=args.minutes, quiet=args.quiet, **shorter)
 
 
 def cmd_bench(args):
@@ -313,7 +314,9 @@ def build_parser():
     p.add_argument("--out", default="unet_ref_demo", help="output folder (default: unet_ref_demo)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and of training (default: 0)")
     p.add_argument("--minutes", type=float, default=None, help="training time budget in minutes (default: the tutorial preset's)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--epochs", type=int, default=None, help="override the tutorial preset's epochs (a shorter demo)")
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="override the tutorial preset's steps per epoch")
+    p.add_argument("--quiet", action="store_true", help="no progress output during training")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train", formatter_class=formatter, help="train a U-Net (presets: tutorial, paper)",

@@ -1,0 +1,149 @@
+"""The `unet-ref` command line through its real entry point (`python -m unet_ref.cli`)."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+from skimage import io
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run(*args, cwd=None):
+    """Run `unet-ref ARGS` in a fresh interpreter; -> CompletedProcess (text)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run(
+        [sys.executable, "-m", "unet_ref.cli", *map(str, args)],
+        capture_output=True, text=True, env=env, cwd=cwd or ROOT, timeout=300,
+    )
+
+
+def _two_cells(size=40):
+    """A binary mask {0, 255}: two cells separated by a membrane column, and a border."""
+    mask = np.full((size, size), 255, np.uint8)
+    mask[:, size // 2 - 1: size // 2 + 1] = 0
+    mask[[0, -1], :] = 0
+    return mask
+
+
+def test_every_subcommand_has_help_with_examples():
+    for command in ("demo", "train", "predict", "evaluate", "weightmap", "bench"):
+        result = run(command, "--help")
+        assert result.returncode == 0, result.stderr
+        assert "examples:" in result.stdout and f"unet-ref {command}" in result.stdout
+
+
+def test_train_help_lists_both_presets_values():
+    result = run("train", "--help")
+    assert "--base-filters" in result.stdout and "paper: 64" in result.stdout and "tutorial:" in result.stdout
+
+
+def test_weightmap_writes_npy_tiff_and_png_equal_to_the_library(tmp_path):
+    from unet_ref.weights import weight_map
+
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    io.imsave(labels / "a.png", _two_cells(), check_contrast=False)
+    tifffile.imwrite(labels / "b.tif", _two_cells(32))
+    result = run("weightmap", labels, "--out", tmp_path / "w", "--png", "--w0", 5, "--sigma", 3)
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "w" / "a.npy"), weight_map(_two_cells() > 0, w0=5, sigma=3), rtol=1e-6)
+    assert (tmp_path / "w" / "b_weights.png").exists()
+    result = run("weightmap", labels / "b.tif", "--out", tmp_path / "t", "--format", "tiff")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "t" / "b.tif"), weight_map(_two_cells(32) > 0), rtol=1e-6)
+
+
+def test_evaluate_saved_predictions_prints_table_and_writes_json_csv(tmp_path):
+    truth, pred = tmp_path / "truth", tmp_path / "pred"
+    truth.mkdir(), pred.mkdir()
+    mask = _two_cells()
+    io.imsave(truth / "0.png", mask, check_contrast=False)
+    io.imsave(truth / "1.png", mask, check_contrast=False)
+    tifffile.imwrite(pred / "0_prob.tif", (mask / 255.0).astype(np.float32))  # perfect
+    tifffile.imwrite(pred / "1_prob.tif", np.ones(mask.shape, np.float32))  # all cell: merges both cells
+    result = run("evaluate", "--pred", pred, "--truth", truth, "--out", tmp_path / "m")
+    assert result.returncode == 0, result.stderr
+    assert "rand_error" in result.stdout and "mean" in result.stdout
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["images"][0]["pixel_error"] == 0
+    # image 1: every membrane pixel is wrong
+    assert metrics["images"][1]["pixel_error"] == pytest.approx(np.mean(mask == 0))
+    assert (tmp_path / "m" / "metrics.csv").read_text().count("\n") == 4
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("weightmap", "no_such_file.png", "--out", "{tmp}"), "does not exist"),
+        (("weightmap", "{tmp}/empty", "--out", "{tmp}"), "contains no images"),
+        (("weightmap", "{tmp}/stack.npy", "--out", "{tmp}"), "has shape"),
+        (("evaluate", "--pred", "{tmp}/small.npy", "--truth", "{tmp}/mask.png"), "differs from truth shape"),
+        (("predict", "{tmp}/none.keras", "{tmp}/mask.png", "--out", "{tmp}"), "does not exist"),
+        (("train", "--tile-size", "101", "--out", "{tmp}/run"), "nearest valid input sizes"),
+        (("train", "--data", "{tmp}/nothing_here", "--out", "{tmp}/run"), "does not exist"),
+    ],
+)
+def test_bad_input_gives_one_line_naming_the_problem_and_exit_code_2(tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    np.save(tmp_path / "stack.npy", np.zeros((2, 3, 4, 5, 6), np.uint8))
+    np.save(tmp_path / "small.npy", np.zeros((5, 5), np.float32))
+    io.imsave(tmp_path / "mask.png", _two_cells(), check_contrast=False)
+    result = run(*(a.format(tmp=tmp_path) if isinstance(a, str) else a for a in args))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_debug_flag_shows_the_traceback(tmp_path):
+    result = run("--debug", "weightmap", tmp_path / "missing.png", "--out", tmp_path)
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_train_two_steps_then_predict_and_evaluate_through_the_cli(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run(
+        "train", "--out", run_dir, "--synthetic-count", 3, "--synthetic-size", 64, "--val-count", 1,
+        "--base-filters", 4, "--depth", 1, "--tile-size", 44, "--batch-size", 2, "--epochs", 1,
+        "--steps-per-epoch", 2, "--validation-steps", 1, "--verbose", 2,
+    )
+    assert result.returncode == 0, result.stderr
+    for name in ("config.json", "model.keras", "last.keras", "log.csv", "loss_curve.png"):
+        assert (run_dir / name).exists(), name
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["base_filters"] == 4 and config["depth"] == 1 and config["steps_per_epoch"] == 2
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    io.imsave(images / "x.png", rng.integers(0, 255, (37, 51), dtype=np.uint8), check_contrast=False)
+    tifffile.imwrite(images / "stack.tif", rng.integers(0, 255, (2, 30, 30), dtype=np.uint8))
+    result = run("predict", run_dir, images, "--out", tmp_path / "pred", "--tile-size", 44)
+    assert result.returncode == 0, result.stderr
+    prob = tifffile.imread(tmp_path / "pred" / "x_prob.tif")
+    assert prob.shape == (37, 51) and prob.dtype == np.float32 and 0 <= prob.min() <= prob.max() <= 1
+    assert io.imread(tmp_path / "pred" / "stack_0001_mask.png").shape == (30, 30)
+
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    io.imsave(truth / "x.png", _two_cells(60)[:37, :51], check_contrast=False)
+    result = run("evaluate", "--model", run_dir, "--images", images / "x.png", "--truth", truth, "--out", tmp_path / "m")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert set(metrics["mean"]) >= {"pixel_error", "rand_error", "vi"}
+
+
+def test_demo_writes_panel_loss_curve_metrics_and_model(tmp_path):
+    result = run("demo", "--out", tmp_path / "demo", "--epochs", 1, "--steps-per-epoch", 2, "--quiet")
+    assert result.returncode == 0, result.stderr
+    for name in ("panel.png", "loss_curve.png", "metrics.json", "model.keras", "config.json"):
+        assert (tmp_path / "demo" / name).exists(), name
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    # the trivial all-cell predictor's pixel error is the membrane fraction of the held-out masks
+    assert 0.05 < metrics["trivial_all_cell"]["pixel_error"] < 0.5
+    assert set(metrics["held_out"]["mean"]) >= {"pixel_error", "rand_error", "vi", "cell_iou"}
