@@ -147,3 +147,8 @@ def test_demo_writes_panel_loss_curve_metrics_and_model(tmp_path):
     # the trivial all-cell predictor's pixel error is the membrane fraction of the held-out masks
     assert 0.05 < metrics["trivial_all_cell"]["pixel_error"] < 0.5
     assert set(metrics["held_out"]["mean"]) >= {"pixel_error", "rand_error", "vi", "cell_iou"}
+
+
+def test_bench_outside_the_project_root_says_where_to_run_it(tmp_path):
+    result = run("bench", cwd=tmp_path)
+    assert result.returncode == 2 and "run `unet-ref bench` from the project root" in result.stderr
