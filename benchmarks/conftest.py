@@ -3,8 +3,9 @@
 pytest-benchmark prints absolute times; the claims in this project are ratios measured in
 one run on one machine (2 cores, no GPU here), so after its table this prints, for every
 benchmark group, each benchmark's median and its ratio to the group's baseline (the one
-with ``benchmark.extra_info["baseline"] = True``), plus any other extra_info (peak memory,
-thread count). ``--ratio-json PATH`` also writes the table as JSON, for the docs' plots.
+with ``benchmark.extra_info["baseline"] = True``), how many times faster than the group's
+slow reference it is (the one with ``extra_info["reference"] = True``, if any), plus any
+other extra_info (peak memory, cell count). ``--ratio-json PATH`` also writes the table as JSON, for the docs' plots.
 
     python -m pytest benchmarks/test_weightmap.py --benchmark-enable --ratio-json ratios.json
 """
@@ -31,13 +32,16 @@ def _ratio_table(config):
     for group, benches in groups.items():
         baselines = [b for b in benches if b.extra_info.get("baseline")]
         base = baselines[0].stats.median if baselines else None
+        references = [b for b in benches if b.extra_info.get("reference")]
+        ref = references[0].stats.median if references else None
         table[group] = [
             {
                 "name": b.name,
                 "median_s": b.stats.median,
                 "rounds": b.stats.rounds,
                 "ratio": b.stats.median / base if base else None,
-                "extra_info": {k: v for k, v in b.extra_info.items() if k != "baseline"},
+                "speedup_vs_reference": ref / b.stats.median if ref else None,
+                "extra_info": {k: v for k, v in b.extra_info.items() if k not in ("baseline", "reference")},
                 "baseline": bool(b.extra_info.get("baseline")),
             }
             for b in sorted(benches, key=lambda b: b.stats.median)
@@ -59,14 +63,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if not table:
         return
     write = terminalreporter.write_line
-    terminalreporter.section("ratios to each group's baseline (median)")
+    terminalreporter.section("medians, ratio to each group's baseline, speed-up over its reference")
     for group, rows in table.items():
         write(f"[{group}]")
         for row in rows:
-            ratio = f"{row['ratio']:8.3f}x" if row["ratio"] is not None else "      - "
+            ratio = f"{row['ratio']:8.3f}x" if row["ratio"] is not None else "       - "
+            speedup = row["speedup_vs_reference"]
+            speedup = f"{speedup:7.0f}x faster than ref" if speedup else " " * 24
             extra = "  ".join(f"{k}={v}" for k, v in row["extra_info"].items())
             mark = " (baseline)" if row["baseline"] else ""
-            write(f"  {row['name']:<46} {row['median_s'] * 1e3:10.2f} ms {ratio}  {extra}{mark}")
+            write(f"  {row['name']:<40} {row['median_s'] * 1e3:10.2f} ms {ratio}  {speedup}  {extra}{mark}")
     path = config.getoption("--ratio-json")
     if path:
         _write_json(path, table)

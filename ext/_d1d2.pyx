@@ -299,48 +299,47 @@ def _nearest_two(label_t[:, ::1] labels, float[:, ::1] d1, float[:, ::1] d2,
     cdef int64_t* d1sq
     cdef int64_t* d2sq
 
-    with nogil:
-        # dynamic schedules: on a shared machine a descheduled thread must not hold the
-        # others up at the barrier
-        for blk in prange(nblocks, num_threads=num_threads, schedule="dynamic"):
+    # One parallel region for both passes (each prange ends with a barrier): waking the
+    # threads once, and dynamic schedules, keep a descheduled thread on a shared machine
+    # from holding the others up
+    with nogil, parallel(num_threads=num_threads):
+        for blk in prange(nblocks, schedule="dynamic"):
             x0 = blk * BLOCK
             _column_block(&labels[0, 0], &l1[0, 0], &g1[0, 0], &l2[0, 0], &g2[0, 0], H, W,
                           x0, min(x0 + BLOCK, W), &a_lab[0], &a_pos[0], &b_lab[0], &b_pos[0])
-
-        with parallel(num_threads=num_threads):
-            v1 = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
-            v2 = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
-            cols = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
-            nxt = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
-            prv = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
-            f1 = <int64_t*> malloc(W * sizeof(int64_t))
-            f2 = <int64_t*> malloc(W * sizeof(int64_t))
-            clab = <label_t*> malloc(W * sizeof(label_t))
-            cg = <int64_t*> malloc(W * sizeof(int64_t))
-            d1sq = <int64_t*> malloc(W * sizeof(int64_t))
-            d2sq = <int64_t*> malloc(W * sizeof(int64_t))
-            for y in prange(H, schedule="dynamic", chunksize=8):
-                _row(&l1[y, 0], &g1[y, 0], &g2[y, 0], W, v1, f1, v2, f2, cols, clab, cg,
-                     nxt, prv, d1sq, d2sq)
-                if want_w:
-                    for x in range(W):
-                        wc = wc1 if labels[y, x] != 0 else wc0
-                        if d2sq[x] < INF and (border_all or labels[y, x] == 0):
-                            a = _root(d1sq[x]) + _root(d2sq[x])
-                            wc = wc + w0 * exp(-(a * a) / denom)
-                        w[y, x] = <float>wc
-                else:
-                    for x in range(W):
-                        d1[y, x] = _dist(d1sq[x])
-                        d2[y, x] = _dist(d2sq[x])
-            free(v1)
-            free(v2)
-            free(cols)
-            free(nxt)
-            free(prv)
-            free(f1)
-            free(f2)
-            free(clab)
-            free(cg)
-            free(d1sq)
-            free(d2sq)
+        v1 = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
+        v2 = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
+        cols = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
+        nxt = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
+        prv = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
+        f1 = <int64_t*> malloc(W * sizeof(int64_t))
+        f2 = <int64_t*> malloc(W * sizeof(int64_t))
+        clab = <label_t*> malloc(W * sizeof(label_t))
+        cg = <int64_t*> malloc(W * sizeof(int64_t))
+        d1sq = <int64_t*> malloc(W * sizeof(int64_t))
+        d2sq = <int64_t*> malloc(W * sizeof(int64_t))
+        for y in prange(H, schedule="dynamic", chunksize=8):
+            _row(&l1[y, 0], &g1[y, 0], &g2[y, 0], W, v1, f1, v2, f2, cols, clab, cg,
+                 nxt, prv, d1sq, d2sq)
+            if want_w:
+                for x in range(W):
+                    wc = wc1 if labels[y, x] != 0 else wc0
+                    if d2sq[x] < INF and (border_all or labels[y, x] == 0):
+                        a = _root(d1sq[x]) + _root(d2sq[x])
+                        wc = wc + w0 * exp(-(a * a) / denom)
+                    w[y, x] = <float>wc
+            else:
+                for x in range(W):
+                    d1[y, x] = _dist(d1sq[x])
+                    d2[y, x] = _dist(d2sq[x])
+        free(v1)
+        free(v2)
+        free(cols)
+        free(nxt)
+        free(prv)
+        free(f1)
+        free(f2)
+        free(clab)
+        free(cg)
+        free(d1sq)
+        free(d2sq)
