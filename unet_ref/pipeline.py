@@ -190,14 +190,19 @@ def make_dataset(images, labels, *, tile_size, depth=4, batch_size=1, augment=Tr
     n, m, channels = sampler.tile_size, sampler.output_size, sampler.channels
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = int(batch_size)
     autotune = tf.data.AUTOTUNE
 
-    def sample(index):
+    def sample_batch(indices):  # (B,) sample indices -> numpy arrays (B, ...)
+        return tuple(np.stack(parts) for parts in zip(*(sampler.sample(i) for i in indices)))
+
+    def tiles(indices):
+        # one Python call per batch, not per tile: less tf.data overhead per tile
         image, label, weight = tf.numpy_function(
-            sampler.sample, [index], [tf.float32, tf.int32, tf.float32], stateful=False)
-        image.set_shape((n, n, channels))  # (n, n, C)
-        label.set_shape((m, m))  # (m, m)
-        weight.set_shape((m, m))  # (m, m)
+            sample_batch, [indices], [tf.float32, tf.int32, tf.float32], stateful=False)
+        image.set_shape((batch_size, n, n, channels))  # (B, n, n, C)
+        label.set_shape((batch_size, m, m))  # (B, m, m)
+        weight.set_shape((batch_size, m, m))  # (B, m, m)
         return image, label, weight
 
     if num_tiles is None:
@@ -206,6 +211,6 @@ def make_dataset(images, labels, *, tile_size, depth=4, batch_size=1, augment=Tr
         data = tf.data.Dataset.range(int(num_tiles)).repeat()
     else:
         raise ValueError(f"num_tiles must be None or a positive multiple of batch_size={batch_size}, got {num_tiles!r}")
-    data = data.map(sample, num_parallel_calls=num_parallel_calls or autotune, deterministic=True)
-    data = data.batch(int(batch_size), drop_remainder=True)
+    data = data.batch(batch_size, drop_remainder=True)  # batch b holds samples b B .. b B + B - 1
+    data = data.map(tiles, num_parallel_calls=num_parallel_calls or autotune, deterministic=True)
     return data.prefetch(prefetch or autotune)
