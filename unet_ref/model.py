@@ -64,7 +64,8 @@ def build_unet(base_filters=64, depth=4, n_classes=2, in_channels=1, dropout=0.5
     Notes
     -----
     Only valid input sizes work (see `unet_ref.sizes.valid_input_size`); any other size
-    fails at the first concatenation, because a max-pool on an odd size drops a row.
+    fails at a concatenation (a max-pool on an odd size drops a row, so the copy no longer
+    matches) or, if too small, at a convolution. Pass `input_size` to check it up front.
 
     Examples
     --------
