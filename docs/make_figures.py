@@ -402,6 +402,8 @@ def training_curves_figure():
     """Loss and validation errors per epoch of the tutorial run (its log.csv)."""
     import csv
 
+    from unet_ref.train import load_run
+
     tutorial_run()
     with open(RUN / "log.csv", newline="") as f:
         rows = list({row["epoch"]: row for row in csv.DictReader(f)}.values())  # last row per epoch
@@ -421,7 +423,9 @@ def training_curves_figure():
     right.legend()
     for ax in (left, right):
         ax.grid(alpha=0.3)
-    fig.suptitle("Tutorial preset on synthetic data (8 filters, depth 3, 156 px tiles, Adam), 2 CPU cores",
+    c = load_run(RUN)[1]
+    fig.suptitle(f"Tutorial preset on synthetic data ({c.base_filters} filters, depth {c.depth}, {c.tile_size} px tiles, "
+                 f"batch {c.batch_size}, {c.optimizer}, {len(rows)} epochs of {c.steps_per_epoch} steps), 2 CPU cores",
                  fontsize=10)
     fig.tight_layout()
     return fig
@@ -437,19 +441,22 @@ def held_out_sample(size=(300, 420)):
 def seams_figure():
     """P(cell) of a held-out image with two tile sizes (output tile borders drawn), and
     their difference."""
-    from unet_ref.sizes import output_size
+    from unet_ref.model import unet_depth
+    from unet_ref.sizes import output_size, valid_input_size
     from unet_ref.tiling import _stride, predict_tiled  # the tiler's own tile geometry
 
     model = tutorial_run()
+    depth = unet_depth(model)
     image, _, _ = held_out_sample()
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
     show(axes[0], image, f"held-out synthetic image {image.shape[0]} x {image.shape[1]}")
     cells = []
-    for ax, tile in zip(axes[1:3], (156, 252)):
+    for ax, tile in zip(axes[1:3], (valid_input_size(150, depth), valid_input_size(250, depth))):
         cell = predict_tiled(model, image, tile_size=tile)[..., 1]
         cells.append(cell)
-        show(ax, cell, f"P(cell), {tile} px tiles ({output_size(tile, 3)} px outputs)", cmap="viridis", vmin=0, vmax=1)
-        for origin in range(_stride(tile, 3), max(image.shape), _stride(tile, 3)):
+        show(ax, cell, f"P(cell), {tile} px tiles ({output_size(tile, depth)} px outputs)", cmap="viridis", vmin=0,
+             vmax=1)
+        for origin in range(_stride(tile, depth), max(image.shape), _stride(tile, depth)):
             ax.axhline(origin - 0.5, color="white", lw=0.6, ls="--")
             ax.axvline(origin - 0.5, color="white", lw=0.6, ls="--")
         ax.set_xlim(-0.5, image.shape[1] - 0.5)
