@@ -14,7 +14,8 @@ Algorithm (separable, like every exact Euclidean distance transform):
 
 1. Column pass (axis 0). For each pixel keep the two nearest DISTINCT labels in its column
    with their squared vertical distances, (l1, g1) and (l2, g2), g1 <= g2, l1 != l2
-   (label 0, g = INF when absent; stored as int32 distances dy, g = dy^2). A top-down
+   (label 0, g = INF when absent). Only l1 and the int32 distances dy1, dy2 (g = dy^2)
+   are stored: the row pass never needs l2's label, only that it is not l1. A top-down
    sweep keeps, per column, the last row of the current label run (a) and of the
    previous distinct label (b): between b's row and the current row there are only
    background pixels and pixels of label a, so a and b are the two nearest distinct
@@ -74,70 +75,65 @@ cdef Py_ssize_t BLOCK = 64
 
 
 cdef inline void _sweep_update(label_t L, int32_t y, Py_ssize_t x, label_t* a_lab,
-                               int32_t* a_pos, label_t* b_lab, int32_t* b_pos) noexcept nogil:
-    # a = the label seen last (and its last row), b = the distinct label before it.
-    # Written as selects, not branches: label changes along a column are unpredictable
+                               int32_t* a_pos, int32_t* b_pos) noexcept nogil:
+    # a = the label seen last and its last row; b_pos = the last row of the distinct label
+    # before it (-1: none). Only l2's distance is needed later, never its label. Written
+    # as selects, not branches: label changes along a column are unpredictable
     cdef bint seen = L != 0
     cdef bint new = seen & (L != a_lab[x])
-    b_lab[x] = a_lab[x] if new else b_lab[x]
     b_pos[x] = a_pos[x] if new else b_pos[x]
     a_lab[x] = L if seen else a_lab[x]
     a_pos[x] = y if seen else a_pos[x]
 
 
-cdef void _column_block(const label_t* lab, label_t* l1, int32_t* g1, label_t* l2,
-                        int32_t* g2, Py_ssize_t H, Py_ssize_t W, Py_ssize_t x0, Py_ssize_t x1,
-                        label_t* a_lab, int32_t* a_pos, label_t* b_lab,
-                        int32_t* b_pos) noexcept nogil:
-    """Columns x0..x1-1: nearest two distinct labels per pixel, vertical distances dy."""
+cdef void _column_block(const label_t* lab, label_t* l1, int32_t* g1, int32_t* g2,
+                        Py_ssize_t H, Py_ssize_t W, Py_ssize_t x0, Py_ssize_t x1,
+                        label_t* a_lab, int32_t* a_pos, int32_t* b_pos) noexcept nogil:
+    """Columns x0..x1-1: per pixel the nearest label l1, and the vertical distances dy1 to
+    it and dy2 to the nearest label != l1 (NONE if absent)."""
     cdef Py_ssize_t x, i
     cdef int32_t y
-    cdef label_t ul1, ul2, dl1, dl2, fl, ol1, ol2, sl, ol
+    cdef label_t ul1, dl1, fl, ol1
     cdef int32_t ud1, ud2, dd1, dd2, fd, od1, od2, sd, od
     cdef bint up
     for x in range(x0, x1):
         a_lab[x] = 0
-        b_lab[x] = 0
+        a_pos[x] = -1
+        b_pos[x] = -1
     # top-down: the two nearest distinct labels at or above
     for y in range(H):
         i = y * W
         for x in range(x0, x1):
-            _sweep_update(lab[i + x], y, x, a_lab, a_pos, b_lab, b_pos)
+            _sweep_update(lab[i + x], y, x, a_lab, a_pos, b_pos)
             l1[i + x] = a_lab[x]
-            g1[i + x] = y - a_pos[x] if a_lab[x] != 0 else NONE
-            l2[i + x] = b_lab[x]
-            g2[i + x] = y - b_pos[x] if b_lab[x] != 0 else NONE
+            g1[i + x] = y - a_pos[x] if a_pos[x] >= 0 else NONE
+            g2[i + x] = y - b_pos[x] if b_pos[x] >= 0 else NONE
     for x in range(x0, x1):
         a_lab[x] = 0
-        b_lab[x] = 0
+        a_pos[x] = -1
+        b_pos[x] = -1
     # bottom-up, merged with the top-down pair: first = the nearer of the two sides' first;
     # second = the nearer of that side's second and the other side's nearest label != first
     for y in range(H - 1, -1, -1):
         i = y * W
         for x in range(x0, x1):
-            _sweep_update(lab[i + x], y, x, a_lab, a_pos, b_lab, b_pos)
+            _sweep_update(lab[i + x], y, x, a_lab, a_pos, b_pos)
             dl1 = a_lab[x]
-            dd1 = a_pos[x] - y if dl1 != 0 else NONE
-            dl2 = b_lab[x]
-            dd2 = b_pos[x] - y if dl2 != 0 else NONE
+            dd1 = a_pos[x] - y if a_pos[x] >= 0 else NONE
+            dd2 = b_pos[x] - y if b_pos[x] >= 0 else NONE
             ul1 = l1[i + x]
             ud1 = g1[i + x]
-            ul2 = l2[i + x]
             ud2 = g2[i + x]
             up = ud1 <= dd1
             fl = ul1 if up else dl1
             fd = ud1 if up else dd1
-            sl = ul2 if up else dl2  # the first side's second
-            sd = ud2 if up else dd2
+            sd = ud2 if up else dd2  # the first side's second
             ol1 = dl1 if up else ul1  # the other side's pair
             od1 = dd1 if up else ud1
-            ol2 = dl2 if up else ul2
             od2 = dd2 if up else ud2
-            ol = ol1 if ol1 != fl else ol2
             od = od1 if ol1 != fl else od2
             l1[i + x] = fl
             g1[i + x] = fd
-            l2[i + x] = sl if sd < od else ol
             g2[i + x] = sd if sd < od else od
 
 
@@ -174,7 +170,7 @@ cdef void _row(const label_t* l1, const int32_t* g1, const int32_t* g2, Py_ssize
                Py_ssize_t* v1, int64_t* f1, Py_ssize_t* v2, int64_t* f2,
                Py_ssize_t* cols, label_t* clab, int64_t* cg, Py_ssize_t* nxt,
                Py_ssize_t* prv, int64_t* d1sq, int64_t* d2sq) noexcept nogil:
-    """One row: squared d1 and d2 from the column pass's (l1, dy1), (l2, dy2)."""
+    """One row: squared d1 and d2 from the column pass's l1, dy1, dy2."""
     cdef Py_ssize_t x, j, j0, n, k1 = 0, k2 = 0, p, dx
     cdef Py_ssize_t n1 = _envelope(g1, W, v1, f1)
     cdef Py_ssize_t n2 = _envelope(g2, W, v2, f2)
@@ -274,15 +270,14 @@ def _nearest_two(label_t[:, ::1] labels, float[:, ::1] d1, float[:, ::1] d2,
     """
     cdef Py_ssize_t H = labels.shape[0], W = labels.shape[1]
     cdef bint want_w = w is not None
-    # column-pass results, (H, W) each: nearest two distinct labels and squared distances
+    # column-pass results, (H, W) each: nearest label, vertical distances to it and to the
+    # nearest other label
     dtype = np.asarray(labels).dtype
     cdef label_t[:, ::1] l1 = np.empty((H, W), dtype=dtype)
-    cdef label_t[:, ::1] l2 = np.empty((H, W), dtype=dtype)
     cdef int32_t[:, ::1] g1 = np.empty((H, W), dtype=np.int32)
     cdef int32_t[:, ::1] g2 = np.empty((H, W), dtype=np.int32)
     # per-column sweep state, each block of columns owns its slice
     cdef label_t[::1] a_lab = np.empty(W, dtype=dtype)
-    cdef label_t[::1] b_lab = np.empty(W, dtype=dtype)
     cdef int32_t[::1] a_pos = np.zeros(W, dtype=np.int32)
     cdef int32_t[::1] b_pos = np.zeros(W, dtype=np.int32)
     cdef Py_ssize_t nblocks = (W + BLOCK - 1) // BLOCK, blk, x0, y, x
@@ -305,8 +300,8 @@ def _nearest_two(label_t[:, ::1] labels, float[:, ::1] d1, float[:, ::1] d2,
     with nogil, parallel(num_threads=num_threads):
         for blk in prange(nblocks, schedule="dynamic"):
             x0 = blk * BLOCK
-            _column_block(&labels[0, 0], &l1[0, 0], &g1[0, 0], &l2[0, 0], &g2[0, 0], H, W,
-                          x0, min(x0 + BLOCK, W), &a_lab[0], &a_pos[0], &b_lab[0], &b_pos[0])
+            _column_block(&labels[0, 0], &l1[0, 0], &g1[0, 0], &g2[0, 0], H, W,
+                          x0, min(x0 + BLOCK, W), &a_lab[0], &a_pos[0], &b_pos[0])
         v1 = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
         v2 = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
         cols = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
