@@ -67,6 +67,11 @@ def build_unet(base_filters=64, depth=4, n_classes=2, in_channels=1, dropout=0.5
     fails at a concatenation (a max-pool on an odd size drops a row, so the copy no longer
     matches) or, if too small, at a convolution. Pass `input_size` to check it up front.
 
+    Mixed precision (``keras.mixed_precision.set_global_policy("mixed_float16")`` before
+    building) is for GPUs: on a CPU without AVX-512 float16 convolutions fall back to slow
+    kernels (a paper-size training step took 15x longer and no less memory; see
+    benchmarks/test_model.py).
+
     Examples
     --------
     >>> model = build_unet(base_filters=4, depth=2)
