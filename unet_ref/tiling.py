@@ -29,8 +29,9 @@ __all__ = ["predict_tiled", "choose_tile_size", "mirror_pad", "MIRROR_MODE", "DE
 # a 1 x 1 or 7 x 300 image still gets its 92 px of context.
 MIRROR_MODE = "reflect"
 
-# Activation memory allowed for one batch of tiles (bytes). 1 GiB lets a paper-sized
-# network (64 base filters) take ~700 px tiles (1400 px for 16 filters) and fits beside other jobs on a laptop.
+# Activation memory allowed for one batch of tiles (bytes), an estimate from the base
+# filter count. 1 GiB lets the paper's network (64 base filters) take ~700 px tiles and
+# one with 16 base filters ~1400 px; it fits beside other jobs on a laptop or a GPU.
 DEFAULT_MEMORY_BUDGET = 2**30
 
 # Peak memory of a forward pass per input pixel and base filter (bytes), measured with
@@ -196,6 +197,17 @@ def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, p
     and right to fill whole tiles). Tile origins are multiples of the output tile size
     rounded down to 2**depth px, so neighbouring output tiles overlap by a few px
     (4 px at depth 4) and the result equals one pass over the whole mirrored image.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from unet_ref import build_unet, predict_tiled
+    >>> model = build_unet(base_filters=4, depth=2)
+    >>> image = np.random.default_rng(0).integers(0, 256, (37, 50), dtype=np.uint8)
+    >>> predict_tiled(model, image).shape
+    (37, 50, 2)
+    >>> predict_tiled(model, np.stack([image, image]), stack=True, tile_size=60).shape
+    (2, 37, 50, 2)
     """
     import keras  # deferred: importing unet_ref.tiling does not pay for TensorFlow
     from tqdm.auto import tqdm
