@@ -69,8 +69,9 @@ def test_d1_d2_on_single_rows_and_columns(labels, kind):
 
 def test_d1_d2_with_one_thread_equals_all_threads():
     labels = np.random.default_rng(0).integers(0, 30, size=(97, 131)) * (np.random.default_rng(1).random((97, 131)) < 0.05)
-    assert_bit_identical(d1_d2(labels, num_threads=1), d1_d2(labels, num_threads=2))
+    assert_bit_identical(d1_d2(labels, num_threads=2), reference.d1_d2(labels))
     assert_bit_identical(d1_d2(labels, num_threads=1), reference.d1_d2(labels))
+    np.testing.assert_allclose(weight_map(labels=labels, num_threads=2), weight_map(labels=labels), rtol=0)
 
 
 def test_d1_d2_of_a_hand_computed_case():
@@ -224,6 +225,7 @@ def test_d1_d2_rejects_bad_labels(labels, error, match):
     (dict(mask=np.zeros((2, 2), bool), class_weights=(1.0,)), ValueError, "class_weights"),
     (dict(mask=np.zeros((2, 2), bool), class_weights="inverse"), ValueError, "class_weights"),
     (dict(mask=np.zeros((2, 2), bool), sigma=0.0), ValueError, "sigma"),
+    (dict(mask=np.zeros((2, 2), bool), num_threads=0), ValueError, "num_threads"),
 ])
 def test_weight_map_rejects_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):

@@ -51,9 +51,11 @@ def _as_labels(labels, name="labels"):
 
 
 def _kernel(labels, d1=None, d2=None, w=None, wc=(1.0, 1.0), w0=0.0, sigma=1.0,
-            border_all=True, num_threads=None):
+            border_all=True, num_threads=1):
     """Run the kernel on contiguous memory. Returns the outputs in the input's layout."""
-    threads = 0 if num_threads is None else int(num_threads)  # 0: OpenMP's default, all cores
+    if not isinstance(num_threads, numbers.Integral) or num_threads < 1:
+        raise ValueError(f"num_threads must be an integer >= 1, got {num_threads!r}")
+    threads = int(num_threads)
     if not labels.flags.c_contiguous and labels.flags.f_contiguous:
         # Fortran order: the distances of the transpose are the transpose of the distances,
         # so run on the (C-contiguous) transpose instead of copying
@@ -69,7 +71,7 @@ def _empty_like(labels):
     return np.empty(labels.shape, dtype=np.float32, order=order)
 
 
-def d1_d2(labels, *, num_threads=None):
+def d1_d2(labels, *, num_threads=1):
     """Distances of every pixel to the nearest and the second-nearest object.
 
     Parameters
@@ -78,8 +80,11 @@ def d1_d2(labels, *, num_threads=None):
         Instance labels: 0 is background, every other value is one object; ids need not be
         contiguous. Any integer dtype, C or Fortran order or a strided view. Negative
         values raise ValueError, float arrays raise TypeError.
-    num_threads : int, optional
-        OpenMP threads for the kernel; default all cores.
+    num_threads : int, default 1
+        OpenMP threads for the kernel. One by default: weight maps are usually computed
+        per sample inside a data pipeline that is parallel already, and on a busy
+        machine extra threads wait for cores (see benchmarks/). Use os.cpu_count() for
+        one large image on an idle machine.
 
     Returns
     -------
@@ -163,7 +168,7 @@ def _cells_from_mask(mask):
 
 
 def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="balanced",
-               border="all", connectivity=2, num_threads=None):
+               border="all", connectivity=2, num_threads=1):
     """The U-Net weight map w = w_c + w0 exp(-(d1 + d2)^2 / (2 sigma^2)).
 
     Parameters
@@ -183,8 +188,11 @@ def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="bal
         pixels (several MATLAB versions of the paper's code).
     connectivity : 1 or 2
         Cells from `mask` are 4- (1) or 8-connected (2, the notebook's skimage default).
-    num_threads : int, optional
-        OpenMP threads for the kernel; default all cores.
+    num_threads : int, default 1
+        OpenMP threads for the kernel. One by default: weight maps are usually computed
+        per sample inside a data pipeline that is parallel already, and on a busy
+        machine extra threads wait for cores (see benchmarks/). Use os.cpu_count() for
+        one large image on an idle machine.
 
     Returns
     -------
