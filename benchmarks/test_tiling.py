@@ -14,9 +14,11 @@ The overhead target (tiled <= 1.10 x one pass at the default tile) is checked wi
 interleaved runs, which a shared machine's drifting load does not bias.
 Takes about six minutes on 2 cores.
 
-Measured (2 cores, no GPU, shared, load 6-11), default tile 700 for 512^2 and 4 x 1212
-for 2048^2: interleaved ratio 1.00 (512) and 1.02-1.08 (2048); peak MB tiled / one pass
-129 / 128 (512), 545 / 1760-1894 (2048), tiled 4096^2: 692.
+Measured (2 cores, no GPU, shared, load 3-11), default tile 700 for 512^2 (1 tile) and
+1212 for 2048^2 (2 x 2 tiles, 1.175 x the pixels of one 2236 pass): interleaved ratio
+1.00-1.02 (512) and 0.96-1.08 (2048); back-to-back pytest-benchmark medians 0.89-0.94
+(512) and 1.18 (2048, quiet run) to 2.2 (load 11). Peak MB tiled / one pass: 130 / 92-128
+(512), 543-572 / 1760-1894 (2048); tiled 4096^2: 692.
 """
 import functools
 import math
