@@ -21,7 +21,8 @@ Measured 2026-11-25 on 2 cores, no GPU, TensorFlow 2.21 CPU, shared with other j
 - One paper training step (572 px), MB above the built model (~735 MB), time of step 2:
   float32 batch 1: 1171-1190 MB, 9.5 s (idle); batch 4: 4038 MB, 85 s (loaded);
   XLA batch 1: 1906 MB, 38 s; batch 4: 5561 MB, 83 s (XLA on CPU: more memory, no gain);
-  mixed_float16 batch 1: 1288 MB, 145 s (no float16 oneDNN kernels without AVX-512).
+  mixed_float16 batch 1: 1288 MB, 145 s; batch 4: 2562 MB, 258 s (float16 activations
+  save 37% at batch 4; slow: no float16 oneDNN kernels without AVX-512).
   The float32 activations alone are 781 MB per tile (3122 MB at batch 4).
 """
 import json

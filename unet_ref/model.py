@@ -69,8 +69,7 @@ def build_unet(base_filters=64, depth=4, n_classes=2, in_channels=1, dropout=0.5
 
     Mixed precision (``keras.mixed_precision.set_global_policy("mixed_float16")`` before
     building) is for GPUs: on a CPU without AVX-512 float16 convolutions fall back to slow
-    kernels (a paper-size training step took 15x longer and no less memory; see
-    benchmarks/test_model.py).
+    kernels (a paper-size training step took 3-15x longer; see benchmarks/test_model.py).
 
     Examples
     --------
