@@ -149,3 +149,19 @@ def test_generated_tables_are_up_to_date():
     for name in tables:
         committed = (DOCS / "generated" / name).read_text(encoding="utf-8")
         assert committed == make_figures.OUTPUTS[name](), f"docs/generated/{name} is stale: run python docs/make_figures.py {name}"
+
+
+def test_site_builds_strictly(tmp_path):
+    """`mkdocs build --strict`: no broken link, missing page, snippet or API reference.
+    Skipped where the docs extra (mkdocs-material, mkdocstrings[python]) is not installed."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("mkdocs", reason="pip install mkdocs-material 'mkdocstrings[python]' to build the site")
+    pytest.importorskip("mkdocstrings_handlers.python", reason="pip install 'mkdocstrings[python]'")
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "site" / "weight_map" / "index.html").is_file()
