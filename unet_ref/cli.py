@@ -150,7 +150,9 @@ def cmd_train(args):
     from unet_ref import train
 
     overrides = {key: value for key, value in vars(args).items() if key in train.config_fields() and value is not None}
-    config = train.resolve_config(args.preset, overrides)
+    config = train.resolve_config(args.preset, overrides)  # bad values fail here, before TensorFlow loads
+    if not args.debug:
+        _import_tensorflow_quietly()
     train.train(config)
 
 
@@ -409,7 +411,7 @@ def main(argv=None):
         args.pytest_args = args.pytest_args[1:]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        if args.command in ("demo", "train", "predict") or (args.command == "evaluate" and args.model):
+        if args.command in ("demo", "predict") or (args.command == "evaluate" and args.model):
             if not args.debug:
                 _import_tensorflow_quietly()
         code = args.func(args)
