@@ -135,3 +135,11 @@ def test_config_json_round_trips_through_load_run(tmp_path):
     assert loaded_config == config
     assert loaded.count_params() == model.count_params()
     assert isinstance(TrainConfig(**json.loads((tmp_path / "config.json").read_text())), TrainConfig)
+
+
+def test_paper_preset_uses_the_measured_sgd_learning_rate():
+    from unet_ref.loss import DEFAULT_LEARNING_RATES
+    from unet_ref.train import PRESETS
+
+    assert PRESETS["paper"].optimizer == "sgd" and PRESETS["paper"].momentum == 0.99
+    assert PRESETS["paper"].learning_rate == DEFAULT_LEARNING_RATES["sgd"]

@@ -19,9 +19,15 @@ _EXPORTS = {
     "input_size_for_output": "sizes",
     "margin": "sizes",
     "build_unet": "model",
+    "unet_depth": "model",
+    "compile_unet": "loss",
+    "weighted_cross_entropy": "loss",
     "predict_tiled": "tiling",
 }
-_SUBMODULES = {"reference", "sizes", "weights", "model", "loss", "tiling"}
+_SUBMODULES = {
+    "reference", "sizes", "images", "weights", "model", "loss", "synthetic", "datasets",
+    "augment", "pipeline", "tiling", "train", "evaluate", "plots", "cli", "demo",
+}
 
 __all__ = sorted(_EXPORTS) + ["reference"]
 
