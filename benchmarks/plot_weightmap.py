@@ -25,9 +25,9 @@ CONTENDERS = {
     "reference": ("per-cell reference (the notebook)", dict(color="tab:red", marker="s")),
     "scipy_edt": ("ONE scipy distance_transform_edt (d1 only)", dict(color="tab:gray", marker="o")),
     "edt_package": ("ONE edt-package EDT (d1 only)", dict(color="tab:olive", marker="^")),
-    "weight_map": ("weight_map (labelling + d1/d2 + formula), 1 thread", dict(color="tab:blue", marker="D",
-                                                                              linewidth=2.5)),
-    "weight_map_2threads": ("weight_map, 2 threads", dict(color="tab:cyan", marker="d", linestyle="--")),
+    "weight_map": ("weight_map (labelling + d1/d2 + formula), every core", dict(color="tab:blue", marker="D",
+                                                                                 linewidth=2.5)),
+    "weight_map_1thread": ("weight_map, 1 thread", dict(color="tab:cyan", marker="d", linestyle="--")),
     "d1_d2_only": ("d1_d2 only", dict(color="tab:purple", marker="v", linestyle=":")),
 }
 

@@ -14,6 +14,7 @@ This module does the validation, dtype and memory-layout handling; the kernel on
 C-contiguous (H, W) label image with labels >= 0.
 """
 import numbers
+import os
 
 import numpy as np
 from scipy import ndimage
@@ -51,11 +52,14 @@ def _as_labels(labels, name="labels"):
 
 
 def _kernel(labels, d1=None, d2=None, w=None, wc=(1.0, 1.0), w0=0.0, sigma=1.0,
-            border_all=True, num_threads=1):
+            border_all=True, num_threads=None):
     """Run the kernel on contiguous memory. Returns the outputs in the input's layout."""
-    if not isinstance(num_threads, numbers.Integral) or num_threads < 1:
-        raise ValueError(f"num_threads must be an integer >= 1, got {num_threads!r}")
-    threads = int(num_threads)
+    if num_threads is None:
+        threads = _available_cores()
+    elif isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral) or num_threads < 1:
+        raise ValueError(f"num_threads must be None or an integer >= 1, got {num_threads!r}")
+    else:
+        threads = int(num_threads)
     if not labels.flags.c_contiguous and labels.flags.f_contiguous:
         # Fortran order: the distances of the transpose are the transpose of the distances,
         # so run on the (C-contiguous) transpose instead of copying
@@ -66,12 +70,20 @@ def _kernel(labels, d1=None, d2=None, w=None, wc=(1.0, 1.0), w0=0.0, sigma=1.0,
                        border_all, threads)
 
 
+def _available_cores():
+    # the cores this process may run on (a container or taskset may allow fewer than exist)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _empty_like(labels):
     order = "F" if (labels.flags.f_contiguous and not labels.flags.c_contiguous) else "C"
     return np.empty(labels.shape, dtype=np.float32, order=order)
 
 
-def d1_d2(labels, *, num_threads=1):
+def d1_d2(labels, *, num_threads=None):
     """Distances of every pixel to the nearest and the second-nearest object.
 
     Parameters
@@ -80,11 +92,11 @@ def d1_d2(labels, *, num_threads=1):
         Instance labels: 0 is background, every other value is one object; ids need not be
         contiguous. Any integer dtype, C or Fortran order or a strided view. Negative
         values raise ValueError, float arrays raise TypeError.
-    num_threads : int, default 1
-        OpenMP threads for the kernel. One by default: weight maps are usually computed
-        per sample inside a data pipeline that is parallel already, and on a busy
-        machine extra threads wait for cores (see benchmarks/). Use os.cpu_count() for
-        one large image on an idle machine.
+    num_threads : int or None, default None
+        OpenMP threads for the kernel; None uses every core the process may run on. Pass
+        1 where the caller is parallel already (the training pipeline computes one weight
+        map per sample in parallel workers) or on a busy machine, where extra threads
+        wait for cores (see benchmarks/).
 
     Returns
     -------
@@ -168,7 +180,7 @@ def _cells_from_mask(mask):
 
 
 def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="balanced",
-               border="all", connectivity=2, num_threads=1):
+               border="all", connectivity=2, num_threads=None):
     """The U-Net weight map w = w_c + w0 exp(-(d1 + d2)^2 / (2 sigma^2)).
 
     Parameters
@@ -188,11 +200,11 @@ def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="bal
         pixels (several MATLAB versions of the paper's code).
     connectivity : 1 or 2
         Cells from `mask` are 4- (1) or 8-connected (2, the notebook's skimage default).
-    num_threads : int, default 1
-        OpenMP threads for the kernel. One by default: weight maps are usually computed
-        per sample inside a data pipeline that is parallel already, and on a busy
-        machine extra threads wait for cores (see benchmarks/). Use os.cpu_count() for
-        one large image on an idle machine.
+    num_threads : int or None, default None
+        OpenMP threads for the kernel; None uses every core the process may run on. Pass
+        1 where the caller is parallel already (the training pipeline computes one weight
+        map per sample in parallel workers) or on a busy machine, where extra threads
+        wait for cores (see benchmarks/).
 
     Returns
     -------
