@@ -1,4 +1,5 @@
-"""Build the one Cython extension: the exact one-pass d1/d2 kernel (ext/_d1d2.pyx).
+"""Build the Cython extensions: the exact one-pass d1/d2 kernel (ext/_d1d2.pyx) and the
+cubic-spline sampling loop of the elastic deformation (ext/_warp.pyx).
 
 Metadata lives in pyproject.toml; this file only describes the compiled part, as in
 seung-lab/edt. OpenMP is used for the row/column loops where the compiler supports it.
@@ -23,13 +24,14 @@ else:  # macOS clang ships without OpenMP: the prange loops then run serially
 
 extensions = [
     Extension(
-        "unet_ref._d1d2",
-        ["ext/_d1d2.pyx"],
+        f"unet_ref.{name}",
+        [f"ext/{name}.pyx"],
         include_dirs=[np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )
+    for name in ("_d1d2", "_warp")
 ]
 
 setup(

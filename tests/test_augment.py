@@ -1,6 +1,8 @@
 """Augmentation: the paper's elastic field, one transform for image and labels, mirrored context."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import ndimage
 
 from unet_ref.augment import (Transform, augment, displacement_field, random_transform,
@@ -27,6 +29,13 @@ def test_displacement_field_is_the_cubic_spline_of_the_3x3_knots():
         np.testing.assert_allclose(field[k][np.ix_([0, 50, 100], [0, 30, 60])], t.displacement[k], atol=1e-9)
     # a window's field is the same field, cut out
     np.testing.assert_allclose(displacement_field(t, (10, 5), (20, 30)), field[:, 10:30, 5:35], atol=1e-9)
+    # a window past the borders continues the mirrored spline (tiles at the image edge)
+    yy, xx = np.mgrid[-140:160, -70:130]
+    expected = [ndimage.map_coordinates(t.displacement[k], [yy / 50.0, xx / 30.0], order=3, mode="mirror")
+                for k in range(2)]
+    np.testing.assert_allclose(displacement_field(t, (-140, -70), (300, 200)), expected, atol=1e-9)
+    with pytest.raises(TypeError, match="top_left must be two integers"):
+        displacement_field(t, (0.5, 0), (4, 4))
 
 
 def test_knot_displacements_have_the_papers_standard_deviation_of_10_px():
@@ -113,6 +122,65 @@ def test_same_generator_seed_gives_the_same_augmentation():
     a = augment(image, labels, np.random.default_rng(8))
     b = augment(image, labels, np.random.default_rng(8))
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def identity(shape):
+    return Transform(np.zeros((2, 3, 3)), tuple(shape))
+
+
+@st.composite
+def sampling_cases(draw):
+    """An image (H, W, C) and positions (2, h, w) inside, near and far outside it,
+    including whole and half-way samples (the rounding and mirroring edge cases)."""
+    height, width, channels = draw(st.integers(1, 24)), draw(st.integers(1, 24)), draw(st.integers(1, 3))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    image = rng.random((height, width, channels))
+    h, w = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    reach = draw(st.sampled_from([1.0, 3.0, 1e4]))
+    positions = rng.uniform(-reach, reach, (2, h, w)) * np.array([height, width])[:, None, None]
+    snap = draw(st.sampled_from([None, 1.0, 0.5]))  # whole or half-way positions
+    if snap is not None:
+        positions = np.round(positions / snap) * snap
+    return image, positions
+
+
+@settings(max_examples=200, deadline=None)
+@given(sampling_cases())
+def test_cubic_kernel_equals_scipy_map_coordinates(case):
+    # ext/_warp.pyx against scipy's generic spline interpolation, channel by channel
+    image, positions = case
+    ours = warp(image, identity(image.shape[:2]), order=3, positions=positions)
+    for c in range(image.shape[2]):
+        expected = ndimage.map_coordinates(image[..., c], positions, output=np.float32, order=3, mode="mirror")
+        np.testing.assert_allclose(ours[..., c], expected, rtol=0, atol=1e-6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(sampling_cases())
+def test_nearest_kernel_rounds_half_to_even_and_mirrors(case):
+    # the written-out rule: round (numpy's rint), then reflect the integer index into
+    # [0, L) with period 2 (L - 1), as np.pad(mode="reflect") does
+    image, positions = case
+    labels = (image[..., 0] * 1e6).astype(np.int64)
+
+    def mirror(index, length):
+        if length == 1:
+            return np.zeros_like(index)
+        index = np.abs(index) % (2 * (length - 1))
+        return np.where(index >= length, 2 * (length - 1) - index, index)
+
+    rows, cols = (mirror(np.rint(x).astype(np.int64), n) for x, n in zip(positions, labels.shape))
+    ours = warp(labels, identity(labels.shape), order=0, positions=positions)
+    np.testing.assert_array_equal(ours, labels[rows, cols])
+
+
+def test_non_finite_positions_are_rejected():
+    positions = np.zeros((2, 4, 4))
+    positions[1, 2, 3] = np.nan
+    for order in (0, 3):
+        with pytest.raises(ValueError, match="positions must be a finite"):
+            warp(np.zeros((8, 8)), identity((8, 8)), order=order, positions=positions)
 
 
 def test_bad_input_raises_clear_errors():

@@ -22,10 +22,14 @@ numpy's np.pad mode "reflect", the one the overlap-tile predictor uses
 (`unet_ref.tiling.MIRROR_MODE`), so training and prediction see the same context.
 """
 import dataclasses
+import functools
+import math
+import operator
 
 import numpy as np
 from scipy import ndimage
 
+from unet_ref import _warp
 from unet_ref.images import normalize_image
 
 __all__ = ["Transform", "random_transform", "displacement_field", "sample_positions", "warp", "vary_gray_values",
@@ -82,22 +86,28 @@ def random_transform(image_shape, rng, *, sigma=10.0, grid=3, max_shift=8.0, fli
     return Transform(displacement, tuple(int(s) for s in image_shape[:2]), shift, rot90, flip)
 
 
-def _mirror(index, length):
-    """Integer positions mirrored into [0, length) like MIRROR_MODE (period 2 (length - 1))."""
-    if length == 1:
-        return np.zeros_like(index)
-    index = np.abs(index) % (2 * (length - 1))
-    return np.where(index >= length, 2 * (length - 1) - index, index)
+@functools.lru_cache(maxsize=32)
+def _knot_table(length, grid):
+    """(length, grid) read-only: the cubic-spline weight of each knot at the integer
+    positions 0 .. length - 1 of an image axis (knot i sits at i (L - 1) / (g - 1)).
+
+    The field is linear in the knot values, so the spline of each unit vector gives the
+    tensor-product spline as two small matrix products. Cached: every tile of an image
+    reads the same table."""
+    knot_coords = np.arange(length) * ((grid - 1) / max(length - 1, 1))
+    table = np.stack([ndimage.map_coordinates(e, knot_coords[None], order=3, mode=MIRROR_MODE)
+                      for e in np.eye(grid)], 1)
+    table.flags.writeable = False
+    return table
 
 
-def _knot_weights(positions, length, grid):
-    """(len(positions), grid): cubic-spline weights of each knot at image positions.
+def _knot_weights(start, count, length, grid):
+    """(count, grid) knot weights at the integer positions start .. start + count - 1.
 
-    The field is linear in the knot values, so evaluating the spline of each unit vector
-    once per axis gives the tensor-product spline as two small matrix products."""
-    knot_coords = positions * ((grid - 1) / max(length - 1, 1))  # knot i sits at i (L-1)/(g-1)
-    eye = np.eye(grid)
-    return np.stack([ndimage.map_coordinates(e, knot_coords[None], order=3, mode=MIRROR_MODE) for e in eye], 1)
+    The mirrored spline is symmetric about the first and last pixel (knots 0 and g - 1),
+    so a position outside the image reads the weights of its mirror image."""
+    index = np.abs(np.arange(start, start + count)) % max(2 * (length - 1), 1)
+    return _knot_table(length, grid)[np.where(index >= length, 2 * (length - 1) - index, index)]
 
 
 def displacement_field(transform, top_left=(0, 0), size=None):
@@ -107,11 +117,13 @@ def displacement_field(transform, top_left=(0, 0), size=None):
     continues smoothly (mirrored spline).
     """
     h, w = size if size is not None else transform.image_shape
-    ys = np.arange(h, dtype=np.float64) + top_left[0]
-    xs = np.arange(w, dtype=np.float64) + top_left[1]
+    try:
+        top, left = (operator.index(v) for v in top_left)
+    except TypeError:
+        raise TypeError(f"top_left must be two integers (a pixel position), got {top_left!r}") from None
     grid = transform.displacement.shape[1]
-    by = _knot_weights(ys, transform.image_shape[0], grid)  # (h, grid)
-    bx = _knot_weights(xs, transform.image_shape[1], grid)  # (w, grid)
+    by = _knot_weights(top, h, transform.image_shape[0], grid)  # (h, grid)
+    bx = _knot_weights(left, w, transform.image_shape[1], grid)  # (w, grid)
     return np.stack([by @ transform.displacement[k] @ bx.T for k in range(2)])  # (2, h, w)
 
 
@@ -175,10 +187,23 @@ def warp(array, transform, *, order, top_left=(0, 0), size=None, prefiltered=Fal
         return warp(array.view(np.uint8), transform, order=order, top_left=top_left, size=size,
                     elastic=elastic, positions=positions).view(bool)
     coords = sample_positions(transform, top_left, size, elastic) if positions is None else positions
+    coords = np.asarray(coords, dtype=np.float64)
+    if coords.ndim != 3 or coords.shape[0] != 2 or not np.isfinite(coords).all():
+        raise ValueError(f"positions must be a finite (2, h, w) array, got shape {coords.shape}")
+    height, width = array.shape[:2]
     if order == 0:
-        # nearest neighbour as an index look-up, 4x faster than map_coordinates(order=0)
-        rows, cols = (_mirror(np.rint(x).astype(np.intp), n) for x, n in zip(coords, array.shape))
-        out = array[rows, cols]
+        # nearest neighbour as an index look-up (ext/_warp.pyx), ids copied, never mixed
+        index = np.empty(coords.shape[1:], np.intp)  # (h, w) flat indices into (H, W)
+        _warp.nearest_index(coords, height, width, index)
+        out = array.reshape(height * width, *array.shape[2:])[index]
+    elif order == 3:
+        # ext/_warp.pyx: map_coordinates(order=3, mode="mirror", prefilter=False), bit for
+        # bit, specialised to 2-D and ~3.5x faster (the pipeline's largest cost)
+        coefficients = array if prefiltered else spline_coefficients(array)
+        coefficients = np.ascontiguousarray(coefficients.reshape(height, width, -1), dtype=np.float64)
+        out = np.empty((*coords.shape[1:], coefficients.shape[2]), np.float32)  # (h, w, C)
+        _warp.cubic_sample(coefficients, coords, out)
+        out = out[..., 0] if array.ndim == 2 else out
     else:
         channels = [array] if array.ndim == 2 else [array[..., c] for c in range(array.shape[2])]
         out = [ndimage.map_coordinates(a, coords, output=np.float32, order=order, mode=MIRROR_MODE,
@@ -195,10 +220,14 @@ def vary_gray_values(image, rng, *, gamma=0.25, contrast=0.15, brightness=0.08):
     plausible: gamma = exp(U(-gamma, gamma)), contrast around the tile mean
     x U(1 - contrast, 1 + contrast), brightness + U(-brightness, brightness), clipped to [0, 1].
     """
-    image = np.clip(image, 0.0, 1.0) ** np.exp(rng.uniform(-gamma, gamma))
-    mean = image.mean()
-    image = (image - mean) * rng.uniform(1 - contrast, 1 + contrast) + mean + rng.uniform(-brightness, brightness)
-    return np.clip(image, 0.0, 1.0).astype(np.float32)
+    # float32 throughout (Python-float factors keep the array's dtype): half the memory
+    # traffic of float64 on a per-tile step
+    image = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0) ** math.exp(rng.uniform(-gamma, gamma))
+    mean = float(image.mean())
+    scale, offset = rng.uniform(1 - contrast, 1 + contrast), rng.uniform(-brightness, brightness)
+    image *= scale
+    image += (1 - scale) * mean + offset  # (x - mean) scale + mean + offset
+    return np.clip(image, 0.0, 1.0, out=image)
 
 
 def augment(image, labels, rng, *, sigma=10.0, grid=3, max_shift=8.0, flips=True, gray_values=True):
