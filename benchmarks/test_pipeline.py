@@ -45,10 +45,10 @@ CONFIGS = {
 class ReferenceWeights(TileSampler):
     """The same tiles with d1/d2 from the per-cell reference (the notebook's algorithm)."""
 
-    def _weight_map(self, region, class_weights):
+    def _weight_map(self, region, class_weights, window):
         d1, d2 = (d.astype(np.float64) for d in reference.d1_d2(region))
         w_c = np.where(region > 0, class_weights[1], class_weights[0])
-        return (w_c + self.w0 * np.exp(-((d1 + d2) ** 2) / (2 * self.sigma**2))).astype(np.float32)
+        return (w_c + self.w0 * np.exp(-((d1 + d2) ** 2) / (2 * self.sigma**2))).astype(np.float32)[window]
 
 
 _DATA = {}

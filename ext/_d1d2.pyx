@@ -261,15 +261,19 @@ cdef inline float _dist(int64_t sq) noexcept nogil:
 
 def _nearest_two(label_t[:, ::1] labels, float[:, ::1] d1, float[:, ::1] d2,
                  float[:, ::1] w, double wc0, double wc1, double w0, double sigma,
-                 bint border_all, int num_threads):
-    """Fill d1, d2 (when w is None) or the weight map w (when d1, d2 are None).
+                 bint border_all, int num_threads, Py_ssize_t top, Py_ssize_t left):
+    """Fill d1, d2 (when w is None) or the weight map w (when d1, d2 are None) on the
+    window of the outputs' shape at (top, left) of the label image.
 
     w = w_c + w0 exp(-(d1 + d2)^2 / (2 sigma^2)), computed in float64 like the reference,
     with w_c = wc0 on background (label 0) and wc1 on objects; the border term is added
-    everywhere (border_all) or on background only.
+    everywhere (border_all) or on background only. The column pass covers the whole image
+    (every column may hold the nearest cell), the row pass only the window's rows.
     """
     cdef Py_ssize_t H = labels.shape[0], W = labels.shape[1]
     cdef bint want_w = w is not None
+    cdef Py_ssize_t bottom = top + (w.shape[0] if want_w else d1.shape[0])
+    cdef Py_ssize_t right = left + (w.shape[1] if want_w else d1.shape[1])
     # column-pass results, (H, W) each: nearest label, vertical distances to it and to the
     # nearest other label
     dtype = np.asarray(labels).dtype
@@ -313,20 +317,20 @@ def _nearest_two(label_t[:, ::1] labels, float[:, ::1] d1, float[:, ::1] d2,
         cg = <int64_t*> malloc(W * sizeof(int64_t))
         d1sq = <int64_t*> malloc(W * sizeof(int64_t))
         d2sq = <int64_t*> malloc(W * sizeof(int64_t))
-        for y in prange(H, schedule="dynamic", chunksize=8):
+        for y in prange(top, bottom, schedule="dynamic", chunksize=8):
             _row(&l1[y, 0], &g1[y, 0], &g2[y, 0], W, v1, f1, v2, f2, cols, clab, cg,
                  nxt, prv, d1sq, d2sq)
             if want_w:
-                for x in range(W):
+                for x in range(left, right):
                     wc = wc1 if labels[y, x] != 0 else wc0
                     if d2sq[x] < INF and (border_all or labels[y, x] == 0):
                         a = _root(d1sq[x]) + _root(d2sq[x])
                         wc = wc + w0 * exp(-(a * a) / denom)
-                    w[y, x] = <float>wc
+                    w[y - top, x - left] = <float>wc
             else:
-                for x in range(W):
-                    d1[y, x] = _dist(d1sq[x])
-                    d2[y, x] = _dist(d2sq[x])
+                for x in range(left, right):
+                    d1[y - top, x - left] = _dist(d1sq[x])
+                    d2[y - top, x - left] = _dist(d2sq[x])
         free(v1)
         free(v2)
         free(cols)

@@ -67,6 +67,24 @@ def test_d1_d2_on_single_rows_and_columns(labels, kind):
     assert_bit_identical(d1_d2(line), reference.d1_d2(line))
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(label_images(), st.data())
+def test_weight_map_of_a_window_is_the_window_of_the_weight_map(labels, data):
+    # the kernel's row pass skips the rows outside the window; the column pass sees all
+    h, w = labels.shape
+    top, left = data.draw(st.integers(0, h - 1)), data.draw(st.integers(0, w - 1))
+    bottom, right = data.draw(st.integers(top + 1, h)), data.draw(st.integers(left + 1, w))
+    window = np.s_[top:bottom, left:right]
+    threads = data.draw(st.sampled_from([1, 2]))
+    full = weight_map(labels=labels, class_weights=(0.5, 1.5), num_threads=threads)
+    part = weight_map(labels=labels, class_weights=(0.5, 1.5), window=window, num_threads=threads)
+    assert part.shape == (bottom - top, right - left)
+    assert np.array_equal(part, full[window])
+    # negative and open-ended slices mean what they mean in numpy
+    assert np.array_equal(weight_map(labels=labels, window=np.s_[-bottom:, :right]),
+                          weight_map(labels=labels)[-bottom:, :right])
+
+
 def test_d1_d2_with_one_thread_equals_all_threads():
     labels = np.random.default_rng(0).integers(0, 30, size=(97, 131)) * (np.random.default_rng(1).random((97, 131)) < 0.05)
     assert_bit_identical(d1_d2(labels, num_threads=2), reference.d1_d2(labels))
@@ -226,6 +244,11 @@ def test_d1_d2_rejects_bad_labels(labels, error, match):
     (dict(mask=np.zeros((2, 2), bool), class_weights="inverse"), ValueError, "class_weights"),
     (dict(mask=np.zeros((2, 2), bool), sigma=0.0), ValueError, "sigma"),
     (dict(mask=np.zeros((2, 2), bool), num_threads=0), ValueError, "num_threads"),
+    (dict(mask=np.zeros((4, 4), bool), window=(1, 2)), ValueError, "window must be a pair of slices"),
+    (dict(mask=np.zeros((4, 4), bool), window=np.s_[1:3]), ValueError, "window must be a pair of slices"),
+    (dict(mask=np.zeros((4, 4), bool), window=np.s_[3:1, :]), ValueError, "non-empty step-1"),
+    (dict(mask=np.zeros((4, 4), bool), window=np.s_[::2, :]), ValueError, "non-empty step-1"),
+    (dict(mask=np.zeros((4, 4), bool), window=np.s_[5:9, :]), ValueError, "non-empty step-1"),
 ])
 def test_weight_map_rejects_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):

@@ -123,10 +123,12 @@ class TileSampler:
             self._decoded[i] = entry
         return entry
 
-    def _weight_map(self, region, class_weights):
-        """(h, w) float32 weights of an instance-label region (benchmarks swap in the reference)."""
+    def _weight_map(self, region, class_weights, window):
+        """float32 weights of the `window` of an instance-label region (benchmarks swap in
+        the reference)."""
         # one thread per sample: tf.data already runs samples in parallel
-        return weight_map(labels=region, w0=self.w0, sigma=self.sigma, class_weights=class_weights, num_threads=1)
+        return weight_map(labels=region, w0=self.w0, sigma=self.sigma, class_weights=class_weights,
+                          window=window, num_threads=1)
 
     def sample(self, index):
         """The tile triple for sample `index` (a function of (seed, index) only)."""
@@ -151,12 +153,11 @@ class TileSampler:
         region = warp(labels, transform, order=0, positions=positions[:, r:r + m + 2 * c, r:r + m + 2 * c])
         # connected regions of equal id: a mirrored copy of a cell is another cell
         region = measure.label(region, background=0, connectivity=2)
-        weights = self._weight_map(region, class_weights)
         crop = np.s_[c:c + m, c:c + m]
+        weights = self._weight_map(region, class_weights, crop)  # (m, m), the region as context
         if self.augment:
             image = vary_gray_values(image, rng)
-        return (image.astype(np.float32, copy=False), (region[crop] > 0).astype(np.int32),
-                np.ascontiguousarray(weights[crop]))
+        return image.astype(np.float32, copy=False), (region[crop] > 0).astype(np.int32), weights
 
 
 def make_dataset(images, labels, *, tile_size, depth=4, batch_size=1, augment=True, seed=0,

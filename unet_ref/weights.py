@@ -52,8 +52,9 @@ def _as_labels(labels, name="labels"):
 
 
 def _kernel(labels, d1=None, d2=None, w=None, wc=(1.0, 1.0), w0=0.0, sigma=1.0,
-            border_all=True, num_threads=None):
-    """Run the kernel on contiguous memory. Returns the outputs in the input's layout."""
+            border_all=True, num_threads=None, top_left=(0, 0)):
+    """Run the kernel on contiguous memory, filling the outputs (in the input's layout)
+    on the window of their shape at `top_left` of `labels`."""
     if num_threads is None:
         threads = _available_cores()
     elif isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral) or num_threads < 1:
@@ -64,10 +65,11 @@ def _kernel(labels, d1=None, d2=None, w=None, wc=(1.0, 1.0), w0=0.0, sigma=1.0,
         # Fortran order: the distances of the transpose are the transpose of the distances,
         # so run on the (C-contiguous) transpose instead of copying
         outs = [None if a is None else a.T for a in (d1, d2, w)]
-        _d1d2._nearest_two(labels.T, *outs, wc[0], wc[1], w0, sigma, border_all, threads)
+        _d1d2._nearest_two(labels.T, *outs, wc[0], wc[1], w0, sigma, border_all, threads,
+                           top_left[1], top_left[0])
         return
     _d1d2._nearest_two(np.ascontiguousarray(labels), d1, d2, w, wc[0], wc[1], w0, sigma,
-                       border_all, threads)
+                       border_all, threads, top_left[0], top_left[1])
 
 
 def _available_cores():
@@ -78,9 +80,25 @@ def _available_cores():
         return os.cpu_count() or 1
 
 
-def _empty_like(labels):
+def _empty_like(labels, shape=None):
     order = "F" if (labels.flags.f_contiguous and not labels.flags.c_contiguous) else "C"
-    return np.empty(labels.shape, dtype=np.float32, order=order)
+    return np.empty(labels.shape if shape is None else shape, dtype=np.float32, order=order)
+
+
+def _window(window, shape):
+    """(top, left), (height, width) of a window given as two step-1 slices."""
+    if window is None:
+        return (0, 0), shape
+    try:
+        rows, cols = window
+    except (TypeError, ValueError):
+        rows = cols = None
+    if not (isinstance(rows, slice) and isinstance(cols, slice)):
+        raise ValueError(f"window must be a pair of slices such as np.s_[29:129, 29:129], got {window!r}")
+    bounds = [s.indices(n) for s, n in zip((rows, cols), shape)]
+    if any(step != 1 or stop <= start for start, stop, step in bounds):
+        raise ValueError(f"window must select a non-empty step-1 block of the {shape} labels, got {window!r}")
+    return (bounds[0][0], bounds[1][0]), (bounds[0][1] - bounds[0][0], bounds[1][1] - bounds[1][0])
 
 
 def d1_d2(labels, *, num_threads=None):
@@ -180,7 +198,7 @@ def _cells_from_mask(mask):
 
 
 def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="balanced",
-               border="all", connectivity=2, num_threads=None):
+               border="all", connectivity=2, window=None, num_threads=None):
     """The U-Net weight map w = w_c + w0 exp(-(d1 + d2)^2 / (2 sigma^2)).
 
     Parameters
@@ -200,6 +218,10 @@ def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="bal
         pixels (several MATLAB versions of the paper's code).
     connectivity : 1 or 2
         Cells from `mask` are 4- (1) or 8-connected (2, the notebook's skimage default).
+    window : pair of slices, optional
+        Return only this block, e.g. np.s_[29:129, 29:129], computed with the whole image
+        as context: equal to weight_map(...)[window], cheaper (the kernel's row pass skips
+        the rows outside). The training pipeline weighs an output crop this way.
     num_threads : int or None, default None
         OpenMP threads for the kernel; None uses every core the process may run on. Pass
         1 where the caller is parallel already (the training pipeline computes one weight
@@ -208,7 +230,7 @@ def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="bal
 
     Returns
     -------
-    (H, W) float32
+    (H, W) float32, or the window's shape
 
     Notes
     -----
@@ -247,7 +269,8 @@ def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="bal
                 f"class_weights must be 'balanced', None or a (w_background, w_foreground) "
                 f"pair of finite numbers, got {class_weights!r}"
             )
-    w = _empty_like(labels)
+    top_left, shape = _window(window, labels.shape)
+    w = _empty_like(labels, shape)
     _kernel(labels, w=w, wc=(float(wc[0]), float(wc[1])), w0=float(w0), sigma=float(sigma),
-            border_all=border == "all", num_threads=num_threads)
+            border_all=border == "all", num_threads=num_threads, top_left=top_left)
     return w
