@@ -167,14 +167,20 @@ def make_dataset(images, labels, *, tile_size, depth=4, batch_size=1, augment=Tr
 
     Yields `(image_tile (B, n, n, C) float32, label_tile (B, m, m) int32 in {0, 1},
     weight_tile (B, m, m) float32)` with m = output_size(n, depth); Keras takes the third
-    element as the per-pixel sample_weight. Arguments as in `TileSampler`;
-    `num_parallel_calls` and `prefetch` default to tf.data.AUTOTUNE. The stream is the
-    same for the same seed (element i is `TileSampler.sample(i)`, in order). Keras keeps
-    one iterator across epochs when `steps_per_epoch` / `validation_steps` is given, so
-    every epoch draws fresh tiles. `num_tiles` (a multiple of `batch_size`) instead
+    element as the per-pixel sample_weight. Arguments as in `TileSampler`. The stream is
+    the same for the same seed (element i is `TileSampler.sample(i)`, in order). Keras
+    keeps one iterator across epochs when `steps_per_epoch` / `validation_steps` is given,
+    so every epoch draws fresh tiles. `num_tiles` (a multiple of `batch_size`) instead
     cycles through samples 0..num_tiles-1: a fixed validation set, e.g.
     `num_tiles=validation_steps * batch_size` with `augment=False`, so that val_loss is
     comparable between epochs.
+
+    `num_parallel_calls` and `prefetch` default to tf.data.AUTOTUNE.
+
+    Iterators you create yourself: let them go (`del iterator`) before the interpreter
+    exits. An iterator still alive at exit is destroyed while the process shuts down,
+    when its in-flight `tf.numpy_function` calls can no longer take the GIL, and the
+    process can hang (a TensorFlow limitation; `fit` cleans up its own iterators).
 
     Examples
     --------
