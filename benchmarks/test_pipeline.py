@@ -165,7 +165,7 @@ def test_fit_tutorial(benchmark, source):
         dataset = tf.data.Dataset.from_tensor_slices(tuple(tiles)).batch(BATCH).repeat().prefetch(2)
     else:
         dataset = live
-    rounds, pacer = 3, Pacer(BATCHES)
+    rounds, pacer = 5, Pacer(BATCHES)
     fit = threading.Thread(target=model.fit, args=(dataset,), kwargs=dict(
         steps_per_epoch=BATCHES * (rounds + 2), epochs=1, verbose=0, shuffle=False, callbacks=[pacer]))
     fit.start()

@@ -28,7 +28,6 @@ mirror mode, spends about a quarter of that, which keeps the training-data pipel
 well ahead of the model (benchmarks/test_pipeline.py). The GIL is released, so tf.data's
 parallel calls run it on every core.
 """
-cimport cython
 from libc.math cimport fabs, fmod, nearbyint
 
 
@@ -84,8 +83,6 @@ cdef inline void _support(double x, Py_ssize_t n, Py_ssize_t* index, double* w) 
             index[k] = _mirror_index(start + k, n)
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
 def cubic_sample(const double[:, :, ::1] coefficients, const double[:, :, :] positions,
                  float[:, :, ::1] out):
     """out[i, j, c] = the cubic spline of coefficients[..., c] at positions[:, i, j]."""
@@ -113,8 +110,6 @@ def cubic_sample(const double[:, :, ::1] coefficients, const double[:, :, :] pos
                                                  + wx[2] * row[cols[2] * channels] + wx[3] * row[cols[3] * channels])
                     out[i, j, c] = <float>total
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
 def nearest_index(const double[:, :, :] positions, Py_ssize_t height, Py_ssize_t width,
                   Py_ssize_t[:, ::1] out):
     """out[i, j] = row * width + col of the sample nearest to positions[:, i, j]."""
