@@ -11,9 +11,10 @@ other extra_info (peak memory, cell count). ``--ratio-json PATH`` also writes th
 """
 import json
 import os
-import tempfile
 
 import pytest
+
+from unet_ref.evaluate import atomic_write
 
 
 def pytest_addoption(parser):
@@ -50,11 +51,8 @@ def _ratio_table(config):
 
 
 def _write_json(path, table):
-    """Atomically: a temp file in the same folder, then os.replace."""
-    folder = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as f:
+    with atomic_write(path, "w") as f:
         json.dump({"machine": f"{os.cpu_count()} cores", "groups": table}, f, indent=2)
-    os.replace(f.name, path)
 
 
 @pytest.hookimpl(trylast=True)

@@ -216,7 +216,7 @@ class atomic_write:
         if self.mode is None:
             os.close(fd)
             return self.tmp
-        self.file = os.fdopen(fd, self.mode, **({"newline": ""} if "b" not in self.mode else {}))
+        self.file = os.fdopen(fd, self.mode, **({"newline": "", "encoding": "utf-8"} if "b" not in self.mode else {}))
         return self.file
 
     def __exit__(self, exc_type, exc, tb):

@@ -4,11 +4,11 @@ matplotlib with the Agg backend (no display needed); files are written atomicall
 temporary file in the same folder, then os.replace), so a killed run never leaves half a
 PNG. The docs' make_figures.py calls these functions.
 """
-import os
 import pathlib
-import tempfile
 
 import numpy as np
+
+from unet_ref.evaluate import atomic_write
 
 __all__ = ["plot_augmentation", "plot_synthetic_vs_isbi", "label_colors"]
 
@@ -24,15 +24,10 @@ def _pyplot():
 
 def _save(fig, path):
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         _pyplot().close(fig)
     return path
 

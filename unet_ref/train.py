@@ -9,16 +9,10 @@ Read top to bottom, like nanoGPT's train.py:
 2. `train(config)` loads the images (ISBI folders/stacks, image/mask folders, or the
    synthetic dataset), holds out the last `val_count` images for validation, builds and
    compiles the model inside the distribution strategy's scope, and calls `model.fit`
-   on the augmented tile stream with these callbacks:
-   - `ValidationMetrics`: pixel / Rand error of whole validation images predicted with
-     overlap-tile, added to the epoch logs (val_loss comes from `fit` itself, on
-     un-augmented validation tiles).
-   - `AtomicCheckpoint`: `model.keras` (best val_loss) and `last.keras`, written to a
-     temporary file and renamed, so a kill never leaves a broken checkpoint.
-   - `keras.callbacks.BackupAndRestore`: a killed run resumes where it stopped when the
-     same command is run again (weights, optimizer state and epoch count).
-   - `keras.callbacks.CSVLogger` (`log.csv`), `keras.callbacks.TensorBoard`
-     (`tensorboard/`) and `LossCurve` (`loss_curve.png`).
+   on the augmented tile stream with the callbacks of `unet_ref.callbacks`: validation
+   pixel / Rand error of whole images (overlap-tile), atomic checkpoints (`model.keras`,
+   `last.keras`), `BackupAndRestore` for resuming, `log.csv`, TensorBoard, the loss curve
+   and a wall-time limit.
 
 Distribution. With more than one GPU (or several logical CPU devices) visible, training
 runs under `tf.distribute.MirroredStrategy`; `batch_size` is then the *global* batch,
@@ -40,13 +34,9 @@ loses no training.
 TensorFlow is imported inside the functions, so that `unet-ref --help` stays fast.
 """
 import dataclasses
-import importlib.util
 import json
 import os
 import pathlib
-import time
-
-import numpy as np
 
 from unet_ref.evaluate import atomic_write
 
@@ -200,121 +190,6 @@ def distribution_strategy():
     return tf.distribute.get_strategy()
 
 
-# --- callbacks -----------------------------------------------------------------------------
-
-
-def _callbacks(config, out, val_images, val_labels):
-    """The callbacks of `fit`, in the order they must run at the end of an epoch: the
-    validation metrics first (they add to the logs), the writers after."""
-    import keras
-
-    class ValidationMetrics(keras.callbacks.Callback):
-        """Pixel and adapted Rand error of the whole validation images (overlap-tile)."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            from unet_ref.evaluate import evaluate_images
-            from unet_ref.tiling import predict_tiled
-
-            tile = config.predict_tile_size or None
-            cells = [predict_tiled(self.model, image, tile_size=tile)[..., 1] for image in val_images]
-            mean = evaluate_images(cells, [label > 0 for label in val_labels])["mean"]
-            logs["val_pixel_error"] = mean["pixel_error"]
-            logs["val_rand_error"] = mean["rand_error"]
-
-    class AtomicCheckpoint(keras.callbacks.Callback):
-        """`last.keras` every epoch, `model.keras` when val_loss improves; written to a
-        temporary file and renamed (keras.callbacks.ModelCheckpoint writes in place, and a
-        kill during the write would leave a broken file)."""
-
-        def __init__(self):
-            super().__init__()
-            self.best = np.inf
-            best_file = out / "best.json"
-            if best_file.exists():  # resumed run: keep the best of the earlier epochs
-                self.best = json.loads(best_file.read_text())["val_loss"]
-
-        def on_epoch_end(self, epoch, logs=None):
-            with atomic_write(out / "last.keras") as tmp:
-                self.model.save(tmp)
-            val_loss = (logs or {}).get("val_loss", np.inf)
-            if val_loss < self.best:
-                self.best = float(val_loss)
-                with atomic_write(out / "model.keras") as tmp:
-                    self.model.save(tmp)
-                with atomic_write(out / "best.json", "w") as f:
-                    json.dump({"epoch": epoch + 1, "val_loss": self.best}, f)
-
-    class LossCurve(keras.callbacks.Callback):
-        """loss_curve.png from log.csv (so a resumed run shows all its epochs)."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            plot_loss_curve(out / "log.csv", out / "loss_curve.png")
-
-    class TimeLimit(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.start = time.monotonic()
-
-        def on_epoch_end(self, epoch, logs=None):
-            if config.time_limit_minutes and time.monotonic() - self.start > 60 * config.time_limit_minutes:
-                print(f"time limit of {config.time_limit_minutes} min reached after epoch {epoch + 1}; stopping")
-                self.model.stop_training = True
-
-    callbacks = [ValidationMetrics()] if config.val_pixel_error else []
-    callbacks += [
-        keras.callbacks.CSVLogger(str(out / "log.csv"), append=True),
-        AtomicCheckpoint(),
-        LossCurve(),
-        TimeLimit(),
-        # Last, so that an epoch is marked done only after its logs and checkpoints exist
-        # (a kill in between repeats the epoch; plot_loss_curve keeps its last row).
-        keras.callbacks.BackupAndRestore(
-            str(out / "backup"), save_freq=config.backup_every or "epoch", double_checkpoint=True
-        ),
-    ]
-    # tf.summary needs the tensorboard package, which TensorFlow no longer installs
-    if importlib.util.find_spec("tensorboard") is not None:
-        callbacks.insert(-1, keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False))
-    elif config.verbose:
-        print("no TensorBoard logs: `pip install tensorboard` to get them")
-    return callbacks
-
-
-def plot_loss_curve(log_csv, png):
-    """Training and validation loss (and validation pixel error) per epoch, atomically."""
-    import csv
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(log_csv, newline="") as f:
-        rows = list(csv.DictReader(f))
-    rows = list({row["epoch"]: row for row in rows}.values())  # a repeated epoch: keep its last row
-    if not rows:
-        return
-    epochs = [int(row["epoch"]) + 1 for row in rows]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key, style in (("loss", "-o"), ("val_loss", "-s")):
-        if key in rows[0]:
-            ax.plot(epochs, [float(row[key]) for row in rows], style, label=key, markersize=3)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("weighted cross-entropy")
-    ax.set_yscale("log")
-    if "val_pixel_error" in rows[0]:
-        ax2 = ax.twinx()
-        ax2.plot(epochs, [float(row["val_pixel_error"]) for row in rows], "-^", color="tab:green",
-                 label="val_pixel_error", markersize=3)
-        ax2.set_ylabel("validation pixel error")
-        ax2.legend(loc="upper center")
-    ax.legend(loc="upper right")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_write(png) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-
-
 # --- the run -------------------------------------------------------------------------------
 
 
@@ -341,8 +216,8 @@ def train(config, callbacks=()):
     `callbacks` are extra Keras callbacks, run after the trainer's own ones.
     """
     import keras
-    import tensorflow as tf
 
+    from unet_ref.callbacks import trainer_callbacks
     from unet_ref.loss import compile_unet
     from unet_ref.model import build_unet
     from unet_ref.pipeline import make_dataset
@@ -371,7 +246,7 @@ def train(config, callbacks=()):
     history = model.fit(
         train_data, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
         validation_data=val_data, validation_steps=config.validation_steps,
-        callbacks=_callbacks(config, out, val_images, val_labels) + list(callbacks), verbose=config.verbose,
+        callbacks=trainer_callbacks(config, out, val_images, val_labels) + list(callbacks), verbose=config.verbose,
         shuffle=False,  # the tile stream is already random
     )
     if not (out / "model.keras").exists():  # no epoch improved on inf: keep the last one

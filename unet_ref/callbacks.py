@@ -1,0 +1,144 @@
+"""The trainer's Keras callbacks: validation metrics of whole images, atomic checkpoints,
+resuming, logs, the loss curve and a wall-time limit.
+
+`trainer_callbacks` lists them in the order they must run at the end of an epoch: the
+validation metrics first (they add to the logs), the writers after, and
+`keras.callbacks.BackupAndRestore` last, so that an epoch is marked done only after its
+logs and checkpoints exist (a kill in between repeats the epoch; `plot_loss_curve` keeps
+the epoch's last row).
+"""
+import csv
+import importlib.util
+import json
+import time
+
+import keras
+import numpy as np
+
+from unet_ref.evaluate import atomic_write, evaluate_images
+from unet_ref.tiling import predict_tiled
+
+__all__ = ["ValidationMetrics", "AtomicCheckpoint", "LossCurve", "TimeLimit", "trainer_callbacks",
+           "plot_loss_curve"]
+
+
+class ValidationMetrics(keras.callbacks.Callback):
+    """Pixel and adapted Rand error of whole validation images, predicted with overlap-tile,
+    added to the epoch logs as val_pixel_error and val_rand_error (val_loss comes from `fit`
+    itself, on un-augmented validation tiles)."""
+
+    def __init__(self, images, labels, tile_size=None):
+        super().__init__()
+        self.images, self.cells, self.tile_size = images, [label > 0 for label in labels], tile_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        cells = [predict_tiled(self.model, image, tile_size=self.tile_size)[..., 1] for image in self.images]
+        mean = evaluate_images(cells, self.cells)["mean"]
+        logs["val_pixel_error"] = mean["pixel_error"]
+        logs["val_rand_error"] = mean["rand_error"]
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """`last.keras` every epoch, `model.keras` when val_loss improves; written to a temporary
+    file and renamed (keras.callbacks.ModelCheckpoint writes in place, and a kill during the
+    write would leave a broken file)."""
+
+    def __init__(self, out):
+        super().__init__()
+        self.out, self.best = out, np.inf
+        best_file = out / "best.json"
+        if best_file.exists():  # resumed run: keep the best of the earlier epochs
+            self.best = json.loads(best_file.read_text())["val_loss"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        with atomic_write(self.out / "last.keras") as tmp:
+            self.model.save(tmp)
+        val_loss = (logs or {}).get("val_loss", np.inf)
+        if val_loss < self.best:
+            self.best = float(val_loss)
+            with atomic_write(self.out / "model.keras") as tmp:
+                self.model.save(tmp)
+            with atomic_write(self.out / "best.json", "w") as f:
+                json.dump({"epoch": epoch + 1, "val_loss": self.best}, f)
+
+
+class LossCurve(keras.callbacks.Callback):
+    """loss_curve.png from log.csv (so a resumed run shows all its epochs)."""
+
+    def __init__(self, out):
+        super().__init__()
+        self.out = out
+
+    def on_epoch_end(self, epoch, logs=None):
+        plot_loss_curve(self.out / "log.csv", self.out / "loss_curve.png")
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stop after the epoch that crosses `minutes` of wall time (0 = no limit)."""
+
+    def __init__(self, minutes):
+        super().__init__()
+        self.minutes = minutes
+
+    def on_train_begin(self, logs=None):
+        self.start = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.minutes and time.monotonic() - self.start > 60 * self.minutes:
+            print(f"time limit of {self.minutes} min reached after epoch {epoch + 1}; stopping")
+            self.model.stop_training = True
+
+
+def trainer_callbacks(config, out, val_images, val_labels):
+    """The callbacks `unet_ref.train.train` passes to `fit`, in order (see above)."""
+    callbacks = [ValidationMetrics(val_images, val_labels, config.predict_tile_size or None)] \
+        if config.val_pixel_error else []
+    callbacks += [
+        keras.callbacks.CSVLogger(str(out / "log.csv"), append=True),
+        AtomicCheckpoint(out),
+        LossCurve(out),
+        TimeLimit(config.time_limit_minutes),
+        keras.callbacks.BackupAndRestore(
+            str(out / "backup"), save_freq=config.backup_every or "epoch", double_checkpoint=True
+        ),
+    ]
+    # tf.summary needs the tensorboard package, which TensorFlow no longer installs
+    if importlib.util.find_spec("tensorboard") is not None:
+        callbacks.insert(-1, keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False))
+    elif config.verbose:
+        print("no TensorBoard logs: `pip install tensorboard` to get them")
+    return callbacks
+
+
+def plot_loss_curve(log_csv, png):
+    """Training and validation loss (and validation pixel error) per epoch, atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(log_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows = list({row["epoch"]: row for row in rows}.values())  # a repeated epoch: keep its last row
+    if not rows:
+        return
+    epochs = [int(row["epoch"]) + 1 for row in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, style in (("loss", "-o"), ("val_loss", "-s")):
+        if key in rows[0]:
+            ax.plot(epochs, [float(row[key]) for row in rows], style, label=key, markersize=3)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("weighted cross-entropy")
+    ax.set_yscale("log")
+    if "val_pixel_error" in rows[0]:
+        ax2 = ax.twinx()
+        ax2.plot(epochs, [float(row["val_pixel_error"]) for row in rows], "-^", color="tab:green",
+                 label="val_pixel_error", markersize=3)
+        ax2.set_ylabel("validation pixel error")
+        ax2.legend(loc="upper center")
+    ax.legend(loc="upper right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_write(png) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
