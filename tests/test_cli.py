@@ -80,7 +80,7 @@ def test_evaluate_saved_predictions_prints_table_and_writes_json_csv(tmp_path):
     "args, message",
     [
         (("weightmap", "no_such_file.png", "--out", "{tmp}"), "does not exist"),
-        (("weightmap", "{tmp}/empty", "--out", "{tmp}"), "contains no images"),
+        (("weightmap", "{tmp}/empty", "--out", "{tmp}"), "holds no images"),
         (("weightmap", "{tmp}/stack.npy", "--out", "{tmp}"), "has shape"),
         (("evaluate", "--pred", "{tmp}/small.npy", "--truth", "{tmp}/mask.png"), "differs from truth shape"),
         (("predict", "{tmp}/none.keras", "{tmp}/mask.png", "--out", "{tmp}"), "does not exist"),

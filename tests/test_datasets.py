@@ -4,8 +4,8 @@ import pytest
 import tifffile
 from skimage import io
 
-from unet_ref.datasets import (load_dataset, load_image_folders, load_isbi, read_image, to_instance_labels,
-                               train_val_split)
+from unet_ref.datasets import (image_files, load_dataset, load_image_folders, load_isbi, read_image, read_images,
+                               to_instance_labels, train_val_split)
 
 
 def two_cells(value=255):
@@ -135,3 +135,38 @@ def test_the_isbi_2012_subset_loads_as_25_slices_of_about_130_cells(isbi_dir):
     assert images.shape == labels.shape == (25, 512, 512) and images.dtype == np.uint8
     cells = [int(label.max()) for label in labels]
     assert 80 <= min(cells) and max(cells) <= 160
+
+
+def test_image_files_and_read_images_list_folders_split_stacks_and_gray_colour(tmp_path):
+    # what the command line reads: files and folders of images, stacks split into pages
+    folder = tmp_path / "slices"
+    folder.mkdir()
+    for i in (10, 2, 1):
+        io.imsave(folder / f"{i}.png", np.full((4, 5), i, np.uint8), check_contrast=False)
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 30, 60, 90
+    io.imsave(tmp_path / "rgb.png", rgb, check_contrast=False)
+    stack = np.arange(3 * 4 * 5, dtype=np.uint16).reshape(3, 4, 5)
+    tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")
+    np.save(tmp_path / "one.npy", np.ones((4, 5), np.float32))
+    files = image_files([folder, tmp_path / "rgb.png", tmp_path / "stack.tif", tmp_path / "one.npy"])
+    assert [f.name for f in files] == ["1.png", "2.png", "10.png", "rgb.png", "stack.tif", "one.npy"]
+    named = dict(read_images(files))
+    assert list(named) == ["1", "2", "10", "rgb", "stack_0000", "stack_0001", "stack_0002", "one"]
+    assert named["10"].shape == (4, 5) and (named["10"] == 10).all()
+    assert named["rgb"].shape == (4, 5) and (named["rgb"] == 60).all()  # mean of the colours
+    assert np.array_equal(named["stack_0001"], stack[1])
+    assert named["one"].dtype == np.float32
+
+
+def test_image_files_and_read_images_name_what_is_wrong(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(FileNotFoundError, match="label .*missing.png does not exist"):
+        image_files([tmp_path / "missing.png"], "label")
+    with pytest.raises(ValueError, match="label folder .*empty holds no images"):
+        image_files([tmp_path / "empty"], "label")
+    with pytest.raises(ValueError, match="no label given"):
+        image_files([], "label")
+    with pytest.raises(ValueError, match="cannot read label .*broken.png"):
+        read_images([tmp_path / "broken.png"], "label")

@@ -16,67 +16,12 @@ import subprocess
 import sys
 import textwrap
 
+from unet_ref.datasets import image_files, read_images
+
 __all__ = ["main", "build_parser", "UserError"]
-
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".npy")  # datasets' + numpy
-
 
 class UserError(Exception):
     """A problem with the user's input: printed as one line, exit code 2."""
-
-
-# --- reading and writing images (shared by predict, evaluate, weightmap) ---------------
-
-
-def expand_inputs(inputs, what="input"):
-    """Files and folders -> sorted list of image files (a folder contributes its images)."""
-    files = []
-    for item in inputs:
-        path = pathlib.Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise UserError(f"{what} folder {path} contains no images ({', '.join(IMAGE_SUFFIXES)})")
-            files.extend(_natural_sort(found))
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise UserError(f"{what} {path} does not exist")
-    if not files:
-        raise UserError(f"no {what} given")
-    return files
-
-
-def _natural_sort(paths):
-    """Sort so that 2.png comes before 10.png (the ISBI slices are numbered)."""
-    import re
-
-    return sorted(paths, key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)])
-
-
-def read_images(files, what="input"):
-    """Image files -> list of (name, array (H, W) or (H, W, C)); a multi-page TIFF (or an
-    .npy stack) gives one entry per page, named `stem_0000`, ...."""
-    import numpy as np
-
-    from unet_ref.datasets import read_image
-
-    images = []
-    for path in files:
-        try:
-            array = np.load(path) if path.suffix.lower() == ".npy" else read_image(path)
-        except Exception as error:  # unreadable or corrupt file: name it, one line
-            raise UserError(f"cannot read {what} {path}: {error}") from error
-        stacked = path.suffix.lower() in (".tif", ".tiff", ".npy")
-        if array.ndim == 3 and stacked and array.shape[-1] > 4:
-            images.extend((f"{path.stem}_{i:04d}", page) for i, page in enumerate(array))  # a stack (N, H, W)
-        elif array.ndim == 3 and array.shape[-1] in (3, 4) and not stacked:
-            images.append((path.stem, array[..., :3].mean(axis=-1).astype(array.dtype)))  # RGB(A) PNG -> gray
-        elif array.ndim in (2, 3):
-            images.append((path.stem, array))
-        else:
-            raise UserError(f"{what} {path} has shape {array.shape}; expected (H, W), (H, W, C) or a stack (N, H, W)")
-    return images
 
 
 def _import_tensorflow_quietly():
@@ -117,7 +62,7 @@ def cmd_weightmap(args):
     from unet_ref.evaluate import atomic_write
     from unet_ref.weights import weight_map
 
-    images = read_images(expand_inputs(args.labels, "label"), "label")
+    images = read_images(image_files(args.labels, "label"), "label")
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name, labels in tqdm(images, desc="weight maps", unit="image", disable=args.quiet):
@@ -162,7 +107,7 @@ def cmd_predict(args):
     from unet_ref.evaluate import atomic_write
 
     model, config = _model_and_config(args.model)
-    images = read_images(expand_inputs(args.inputs, "input"), "input")
+    images = read_images(image_files(args.inputs, "input"), "input")
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     import tifffile
@@ -187,14 +132,14 @@ def cmd_predict(args):
 def cmd_evaluate(args):
     from unet_ref import evaluate
 
-    truths = read_images(expand_inputs(args.truth, "ground truth"), "ground truth")
+    truths = read_images(image_files(args.truth, "ground truth"), "ground truth")
     if args.model:
         if not args.images:
             raise UserError("--model needs --images (the raw images to predict)")
         from unet_ref.tiling import predict_tiled
 
         model, config = _model_and_config(args.model)
-        images = read_images(expand_inputs(args.images, "image"), "image")
+        images = read_images(image_files(args.images, "image"), "image")
         tile_size = args.tile_size or ((config.predict_tile_size or None) if config else None)
         predictions = []
         for name, image in images:
@@ -203,7 +148,7 @@ def cmd_evaluate(args):
             except ValueError as error:
                 raise UserError(f"{name}: {error}") from error
     elif args.pred:
-        predictions = read_images(expand_inputs(args.pred, "prediction"), "prediction")
+        predictions = read_images(image_files(args.pred, "prediction"), "prediction")
         predictions = [(name, _as_probability(name, p)) for name, p in predictions]
     else:
         raise UserError("give the predictions (--pred, e.g. the *_prob.tif of `unet-ref predict`) or --model and --images")

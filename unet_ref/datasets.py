@@ -19,10 +19,10 @@ import re
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["read_image", "to_instance_labels", "load_isbi", "load_image_folders", "load_dataset",
-           "train_val_split", "IMAGE_SUFFIXES"]
+__all__ = ["read_image", "image_files", "read_images", "to_instance_labels", "load_isbi", "load_image_folders",
+           "load_dataset", "train_val_split", "IMAGE_SUFFIXES"]
 
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".npy")
 EIGHT = np.ones((3, 3), bool)  # 8-connectivity, as the notebook's skimage.measure.label
 # folder pairs tried by load_dataset, in this order
 FOLDER_PAIRS = (("image", "label"), ("images", "masks"),
@@ -30,11 +30,13 @@ FOLDER_PAIRS = (("image", "label"), ("images", "masks"),
 
 
 def read_image(path):
-    """Read one image file (PNG, TIFF incl. multi-page stacks, JPEG, BMP) as an array."""
+    """Read one image file (PNG, TIFF incl. multi-page stacks, JPEG, BMP, .npy) as an array."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file {path} does not exist")
     try:
+        if path.suffix.lower() == ".npy":
+            return np.load(path, allow_pickle=False)
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
@@ -97,6 +99,49 @@ def _image_files(folder):
     if not files:
         raise ValueError(f"folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
+
+
+def image_files(inputs, what="input"):
+    """Files and folders -> list of image files; a folder gives its images in natural
+    order (2.png before 10.png, as the ISBI slices are numbered). `what` names the inputs
+    in error messages ("label", "ground truth", ...)."""
+    files = []
+    for item in inputs:
+        path = pathlib.Path(item)
+        if path.is_dir():
+            try:
+                files.extend(_image_files(path))
+            except ValueError as error:
+                raise ValueError(f"{what} {error}") from None
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{what} {path} does not exist")
+    if not files:
+        raise ValueError(f"no {what} given")
+    return files
+
+
+def read_images(files, what="input"):
+    """Image files -> list of (name, array (H, W) or (H, W, C)). A multi-page TIFF or an
+    .npy stack (N, H, W) gives one entry per page, named `stem_0000`, ...; an RGB(A) PNG
+    or JPEG becomes gray (the mean of its colour channels)."""
+    images = []
+    for path in map(pathlib.Path, files):
+        try:
+            array = read_image(path)
+        except ValueError as error:  # unreadable or corrupt file: name it, one line
+            raise ValueError(f"cannot read {what} {path}: {error}") from error
+        stacked = path.suffix.lower() in (".tif", ".tiff", ".npy")
+        if array.ndim == 3 and stacked and array.shape[-1] > 4:
+            images.extend((f"{path.stem}_{i:04d}", page) for i, page in enumerate(array))  # a stack (N, H, W)
+        elif array.ndim == 3 and array.shape[-1] in (3, 4) and not stacked:
+            images.append((path.stem, array[..., :3].mean(axis=-1).astype(array.dtype)))  # RGB(A) -> gray
+        elif array.ndim in (2, 3):
+            images.append((path.stem, array))
+        else:
+            raise ValueError(f"{what} {path} has shape {array.shape}; expected (H, W), (H, W, C) or a stack (N, H, W)")
+    return images
 
 
 def _stack(arrays):
