@@ -175,6 +175,16 @@ def test_nearest_kernel_rounds_half_to_even_and_mirrors(case):
     np.testing.assert_array_equal(ours, labels[rows, cols])
 
 
+def test_bool_masks_warp_as_masks_or_as_0_1_images():
+    mask = blocks() % 2 == 0
+    t = random_transform(mask.shape, np.random.default_rng(3), flips=False)
+    nearest = warp(mask, t, order=0)
+    assert nearest.dtype == bool and np.array_equal(nearest, warp(mask.astype(np.uint8), t, order=0) == 1)
+    cubic = warp(mask, t, order=3)
+    assert cubic.dtype == np.float32 and cubic.shape == mask.shape
+    np.testing.assert_array_equal(cubic, warp(mask.astype(np.float32), t, order=3))
+
+
 def test_non_finite_positions_are_rejected():
     positions = np.zeros((2, 4, 4))
     positions[1, 2, 3] = np.nan

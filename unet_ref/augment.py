@@ -183,8 +183,11 @@ def warp(array, transform, *, order, top_left=(0, 0), size=None, prefiltered=Fal
     if array.ndim not in (2, 3) or tuple(array.shape[:2]) != transform.image_shape:
         raise ValueError(f"array must be (H, W) or (H, W, C) with (H, W) = {transform.image_shape}, "
                          f"got shape {array.shape}")
-    if array.dtype == bool:  # map_coordinates has no bool; a uint8 view is the same bytes
-        return warp(array.view(np.uint8), transform, order=order, top_left=top_left, size=size,
+    if array.dtype == bool:  # a mask: looked up as the same bytes (order 0), else a 0/1 image
+        if order != 0:
+            return warp(array.astype(np.float32), transform, order=order, top_left=top_left, size=size,
+                        elastic=elastic, positions=positions)
+        return warp(array.view(np.uint8), transform, order=0, top_left=top_left, size=size,
                     elastic=elastic, positions=positions).view(bool)
     coords = sample_positions(transform, top_left, size, elastic) if positions is None else positions
     coords = np.asarray(coords, dtype=np.float64)
@@ -197,8 +200,8 @@ def warp(array, transform, *, order, top_left=(0, 0), size=None, prefiltered=Fal
         _warp.nearest_index(coords, height, width, index)
         out = array.reshape(height * width, *array.shape[2:])[index]
     elif order == 3:
-        # ext/_warp.pyx: map_coordinates(order=3, mode="mirror", prefilter=False), bit for
-        # bit, specialised to 2-D and ~3.5x faster (the pipeline's largest cost)
+        # ext/_warp.pyx: what map_coordinates(order=3, mode="mirror", prefilter=False)
+        # computes, specialised to 2-D and ~3.5x faster (the pipeline's largest cost)
         coefficients = array if prefiltered else spline_coefficients(array)
         coefficients = np.ascontiguousarray(coefficients.reshape(height, width, -1), dtype=np.float64)
         out = np.empty((*coords.shape[1:], coefficients.shape[2]), np.float32)  # (h, w, C)

@@ -109,7 +109,8 @@ class TileSampler:
             image = read_image(image)
         if isinstance(labels, (str, pathlib.Path)):
             labels = read_image(labels)
-        image, labels = normalize_image(image, name=f"images[{i}]"), np.asarray(labels)
+        # contiguous labels: every tile looks its ids up in the flattened array
+        image, labels = normalize_image(image, name=f"images[{i}]"), np.ascontiguousarray(labels)
         if image.ndim not in (2, 3) or labels.ndim != 2 or image.shape[:2] != labels.shape:
             raise ValueError(f"images[{i}] {image.shape} and labels[{i}] {labels.shape} must be "
                              f"(H, W[, C]) and (H, W) of the same H, W")
