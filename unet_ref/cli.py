@@ -20,6 +20,7 @@ from unet_ref.datasets import image_files, read_images
 
 __all__ = ["main", "build_parser", "UserError"]
 
+
 class UserError(Exception):
     """A problem with the user's input: printed as one line, exit code 2."""
 
