@@ -10,8 +10,10 @@ per-pixel field is their cubic spline interpolant.
 One geometric transform, evaluated only where it is needed: a window of the image (the
 training tile's input, or the label region around its output crop) is sampled at
 p + D(p), with D the displacement field at image position p and a small random shift,
-by one `scipy.ndimage.map_coordinates` call per array; then the tile is flipped and
-rotated by multiples of 90 degrees (a lossless pixel permutation). The image is sampled
+by one pass of a sampling loop per array (ext/_warp.pyx: the cubic spline computed as
+scipy.ndimage.map_coordinates(order=3, mode="mirror") computes it, and a nearest-sample
+look-up); then the tile is flipped and rotated by multiples of 90 degrees (a lossless
+pixel permutation). The image is sampled
 with cubic splines (order 3), the instance labels with the nearest neighbour (order 0),
 so label ids are never interpolated -- the notebook interpolated its masks and then
 computed weight maps on the blurred result.

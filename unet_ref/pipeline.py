@@ -10,7 +10,8 @@ where it leaves the image. Per sample (`TileSampler.sample`):
    crop plus `context` px on each side (nearest);
 3. relabel the warped labels by connected regions of equal id, so that a cell and its
    mirrored copy beyond the image border are two cells, as the network sees them;
-4. weight map from the warped labels (`weight_map(labels=...)`, exact d1/d2), then crop.
+4. weight map of the output crop from the warped labels, the band around it as context
+   (`weight_map(labels=..., window=crop)`, exact d1/d2).
 
 Why a context band: d1/d2 of a pixel near the crop border depend on cells outside the
 crop. With `context` >= sigma sqrt(2 ln(w0 / 1e-6)) (29 px for w0 = 10, sigma = 5) every
