@@ -58,6 +58,21 @@ def test_weightmap_writes_npy_tiff_and_png_equal_to_the_library(tmp_path):
     np.testing.assert_allclose(tifffile.imread(tmp_path / "t" / "b.tif"), weight_map(_two_cells(32) > 0), rtol=1e-6)
 
 
+def test_weightmap_reads_masks_by_the_api_rule_and_refuses_jpeg_like_masks(tmp_path):
+    from unet_ref.weights import weight_map
+
+    mask = _two_cells()
+    noisy = np.where(mask > 0, 251, 3).astype(np.uint8)  # a JPEG-saved mask: not {0, k}
+    noisy[5, 5] = 200
+    np.save(tmp_path / "noisy.npy", noisy)
+    result = run("weightmap", tmp_path / "noisy.npy", "--out", tmp_path / "w")
+    assert result.returncode == 2 and "not a binary mask" in result.stderr and "--threshold" not in result.stdout
+    assert not (tmp_path / "w" / "noisy.npy").exists()
+    result = run("weightmap", tmp_path / "noisy.npy", "--out", tmp_path / "w", "--threshold", 128)
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "w" / "noisy.npy"), weight_map(mask > 0))
+
+
 def test_evaluate_saved_predictions_prints_table_and_writes_json_csv(tmp_path):
     truth, pred = tmp_path / "truth", tmp_path / "pred"
     truth.mkdir(), pred.mkdir()

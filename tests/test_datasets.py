@@ -5,7 +5,8 @@ import tifffile
 from skimage import io
 
 from unet_ref.datasets import (image_files, load_dataset, load_image_folders, load_isbi, read_image, read_images,
-                               to_instance_labels, train_val_split)
+                               train_val_split)
+from unet_ref.masks import to_instance_labels
 
 
 def two_cells(value=255):

@@ -232,8 +232,9 @@ def test_d1_d2_rejects_bad_labels(labels, error, match):
 
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(mask=np.zeros((4, 4), np.float64)), TypeError, "mask"),
-    (dict(mask=np.array([[0, 1]], np.uint8)), ValueError, "0, 255"),
-    (dict(mask=np.array([[0, 2]], np.int32)), ValueError, "mask"),
+    (dict(mask=np.array([[0, 1, 255]], np.uint8)), ValueError, "not a binary mask.*threshold"),
+    (dict(mask=np.array([[0, 2, 3]], np.int32)), ValueError, "mask"),
+    (dict(mask=np.array([[0, 1, 255]], np.uint8), threshold=np.nan), ValueError, "threshold"),
     (dict(mask=np.zeros((2, 2, 2), np.uint8)), ValueError, "2-D"),
     (dict(mask=np.zeros((3, 0), np.uint8)), ValueError, "empty"),
     (dict(), ValueError, "exactly one"),

@@ -71,8 +71,11 @@ def cmd_weightmap(args):
             raise UserError(f"label {name} has shape {labels.shape}; expected a 2-D mask or instance labels")
         if args.instances:
             weights = weight_map(labels=labels, w0=args.w0, sigma=args.sigma)
-        else:
-            weights = weight_map(labels > 0, w0=args.w0, sigma=args.sigma)
+        else:  # the one mask rule of unet_ref.masks, as the API reads it
+            try:
+                weights = weight_map(labels, w0=args.w0, sigma=args.sigma, threshold=args.threshold)
+            except ValueError as error:
+                raise UserError(f"label {name}: {error}") from error
         if args.format == "npy":
             with atomic_write(out / f"{name}.npy", "wb") as f:
                 np.save(f, weights)
@@ -319,7 +322,7 @@ def build_parser():
 
     p = sub.add_parser("weightmap", formatter_class=formatter, help="weight maps of label images",
                        description="Compute the paper's weight map w(x) = w_c(x) + w0 exp(-(d1 + d2)^2 / (2 sigma^2)) "
-                                   "for binary masks (cells > 0, cells = connected components) or, with --instances, "
+                                   "for binary masks (0 = membrane, one value > 0 = cell; cells = 8-connected components) or, with --instances, "
                                    "for instance-label images. Writes NAME.npy or NAME.tif (float32).",
                        epilog=_examples("""
                            unet-ref weightmap ../shared/data/isbi2012/train/label --out weights/ --png
@@ -330,6 +333,9 @@ def build_parser():
     p.add_argument("--w0", type=float, default=10.0, help="border weight w0 (default: 10)")
     p.add_argument("--sigma", type=float, default=5.0, help="border width sigma in px (default: 5)")
     p.add_argument("--instances", action="store_true", help="labels are instance ids (0 = background), not a mask")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="read masks that are not binary as cell = value >= THRESHOLD (e.g. 128 for JPEG-saved masks); "
+                        "default: masks must hold 0 and one value > 0")
     p.add_argument("--format", choices=("npy", "tiff"), default="npy", help="output format (default: npy)")
     p.add_argument("--png", action="store_true", help="also write a colour-mapped PNG per weight map")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

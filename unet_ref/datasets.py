@@ -5,10 +5,10 @@ Every loader returns `(images, labels)`:
 - images: (N, H, W) or (N, H, W, C) array as read (uint8, uint16, ...), or a list of
   arrays when the images differ in size; `normalize_image` scales them later, once.
 - labels: instance labels int32 of the same (N, H, W), 0 = membrane/background. Binary
-  masks (the ISBI convention: 255 = cell, 0 = membrane; also {0, 1} or bool) become
-  instance labels by 8-connected components, the rule of the notebook and of
+  masks (the ISBI convention: 255 = cell, 0 = membrane; any 0 / one-value mask or bool,
+  the rule of `unet_ref.masks`) become instance labels by 8-connected components, as in
   `weight_map(mask)`; label images with other values (e.g. uint16 instance TIFFs) are
-  kept as instance ids.
+  kept as instance ids (`unet_ref.masks.to_instance_labels`).
 
 Errors name the file or folder: missing, empty, unreadable, count or shape mismatch,
 non-binary where a binary mask is expected.
@@ -17,13 +17,13 @@ import pathlib
 import re
 
 import numpy as np
-from scipy import ndimage
 
-__all__ = ["read_image", "image_files", "read_images", "to_instance_labels", "load_isbi", "load_image_folders",
+from unet_ref.masks import to_instance_labels
+
+__all__ = ["read_image", "image_files", "read_images", "load_isbi", "load_image_folders",
            "load_dataset", "train_val_split", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".npy")
-EIGHT = np.ones((3, 3), bool)  # 8-connectivity, as the notebook's skimage.measure.label
 # folder pairs tried by load_dataset, in this order
 FOLDER_PAIRS = (("image", "label"), ("images", "masks"),
                 ("image", "mask"), ("images", "labels"))
@@ -46,44 +46,6 @@ def read_image(path):
         return io.imread(path)
     except Exception as error:  # every decoder has its own exception types
         raise ValueError(f"cannot read image {path}: {type(error).__name__}: {error}") from error
-
-
-def _is_binary(values):
-    values = set(values.tolist())
-    return values <= {0, 255} or values <= {0, 1}
-
-
-def to_instance_labels(labels, *, binary=None, name="labels"):
-    """(H, W) mask or label image -> int32 instance labels (0 = background).
-
-    Parameters
-    ----------
-    labels : (H, W) int or bool
-    binary : bool or None
-        True: must be a binary mask ({0, 255}, {0, 1} or bool), else ValueError.
-        None: binary masks are labelled, other images are taken as instance ids.
-        False: always instance ids.
-    name : str
-        Names the input (e.g. the file) in error messages.
-    """
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (H, W) label image, got shape {labels.shape}")
-    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
-        raise TypeError(f"{name} must hold integer labels or a binary mask, got dtype {labels.dtype}")
-    values = np.unique(labels)
-    is_binary = labels.dtype == bool or _is_binary(values)
-    if binary and not is_binary:
-        shown = values[:8].tolist()
-        raise ValueError(f"{name} is not a binary mask: expected values {{0, 255}} or {{0, 1}}, "
-                         f"got {len(values)} distinct values {shown}{' ...' if len(values) > 8 else ''}")
-    if is_binary and binary is not False:
-        return ndimage.label(labels > 0, structure=EIGHT)[0].astype(np.int32, copy=False)
-    if values[0] < 0:
-        raise ValueError(f"{name} has negative labels; expected 0 = background and ids > 0")
-    if values[-1] > np.iinfo(np.int32).max:
-        raise ValueError(f"{name} has label ids above 2**31 - 1")
-    return labels.astype(np.int32)
 
 
 def _natural_key(path):

@@ -33,9 +33,10 @@ import os
 import tempfile
 
 import numpy as np
-from scipy import ndimage
 from skimage.metrics import adapted_rand_error, variation_of_information
 from skimage.segmentation import expand_labels
+
+from unet_ref.masks import cells_from_mask, label_cells
 
 __all__ = [
     "cell_segments", "pixel_error", "rand_error", "vi", "cell_iou", "evaluate_image",
@@ -69,22 +70,16 @@ def _as_cell_masks(prediction, truth, threshold):
         raise TypeError(
             f"prediction must be float probabilities in [0, 1] or a bool mask, got dtype {prediction.dtype}"
         )
-    values = np.unique(truth)
-    if values.size > 2 or (values.size == 2 and values[0] != 0):
-        raise ValueError(f"truth must be a binary mask (0 = membrane, one value > 0 = cell), got values {values[:5]}")
-    return predicted, truth > 0
+    return predicted, cells_from_mask(truth, name="truth")
 
 
 def cell_segments(mask, connectivity=2):
     """Label the connected components of the cell class (1..n; 0 = membrane).
 
-    `connectivity` 1 = 4-neighbourhood, 2 = 8-neighbourhood (the notebook's choice).
+    `connectivity` 1 = 4-neighbourhood, 2 = 8-neighbourhood (the notebook's choice);
+    `unet_ref.masks.label_cells`.
     """
-    if connectivity not in (1, 2):
-        raise ValueError(f"connectivity must be 1 or 2, got {connectivity}")
-    structure = ndimage.generate_binary_structure(2, connectivity)
-    labels, _ = ndimage.label(np.asarray(mask, dtype=bool), structure=structure)
-    return labels
+    return label_cells(np.asarray(mask, dtype=bool), connectivity)
 
 
 def _segmentations(prediction, truth, threshold, connectivity):

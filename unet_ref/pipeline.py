@@ -33,11 +33,11 @@ import math
 import pathlib
 
 import numpy as np
-from skimage import measure
 
 from unet_ref.augment import random_transform, sample_positions, spline_coefficients, vary_gray_values, warp
 from unet_ref.datasets import read_image
 from unet_ref.images import normalize_image
+from unet_ref.masks import split_regions
 from unet_ref.sizes import margin, output_size
 from unet_ref.weights import balanced_class_weights, weight_map
 
@@ -154,7 +154,7 @@ class TileSampler:
                      positions=positions[:, o:o + n, o:o + n])  # (n, n, C)
         region = warp(labels, transform, order=0, positions=positions[:, r:r + m + 2 * c, r:r + m + 2 * c])
         # connected regions of equal id: a mirrored copy of a cell is another cell
-        region = measure.label(region, background=0, connectivity=2)
+        region = split_regions(region)
         crop = np.s_[c:c + m, c:c + m]
         weights = self._weight_map(region, class_weights, crop)  # (m, m), the region as context
         if self.augment:

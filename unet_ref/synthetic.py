@@ -25,11 +25,12 @@ import numbers
 import numpy as np
 from scipy import ndimage
 
+from unet_ref.masks import label_cells
+
 __all__ = ["synthetic_sample", "synthetic_dataset"]
 
 CELLS_PER_MEGAPIXEL = 125 / (512 * 512) * 1e6  # ISBI slices: ~100-136 cells per 512 x 512
 MIN_CELL_AREA = 20  # px; smaller slivers left by the warp become membrane
-EIGHT = np.ones((3, 3), bool)  # 8-connectivity, as the weight map labels masks
 
 
 def _shape(size):
@@ -92,13 +93,13 @@ def _cells(rng, ids):
     boundary[:, :-1] |= differ_x
     half_width = 2.25 + 1.25 * np.tanh(_smooth_field(rng, ids.shape, 48))  # 1-3.5 px
     cells = ndimage.distance_transform_edt(~boundary) >= half_width
-    labels, n = ndimage.label(cells, structure=EIGHT)
-    area = np.bincount(labels.ravel(), minlength=n + 1)
+    labels = label_cells(cells)  # 8-connected, as weight_map(mask) labels the mask
+    area = np.bincount(labels.ravel())
     small = area < MIN_CELL_AREA
     small[0] = False
     if small.any():
-        labels, _ = ndimage.label(cells & ~small[labels], structure=EIGHT)
-    return labels.astype(np.int32, copy=False)
+        labels = label_cells(cells & ~small[labels])
+    return labels
 
 
 def _organelles(rng, labels):

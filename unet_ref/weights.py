@@ -17,9 +17,9 @@ import numbers
 import os
 
 import numpy as np
-from scipy import ndimage
 
 from unet_ref import _d1d2
+from unet_ref.masks import cells_from_mask, check_labels, label_cells
 
 __all__ = ["d1_d2", "weight_map", "balanced_class_weights"]
 
@@ -37,18 +37,7 @@ def _as_labels(labels, name="labels"):
     if max(labels.shape) > MAX_SIDE:
         raise ValueError(f"{name} has shape {labels.shape}; the kernel's exact int64 arithmetic "
                          f"supports sides up to {MAX_SIDE} px")
-    if labels.dtype == bool:
-        return labels.view(np.uint8)
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise TypeError(
-            f"{name} must be an integer (or bool) array of instance ids, got dtype "
-            f"{labels.dtype}; convert it with labels.astype(np.int32) if its values are whole"
-        )
-    if not labels.dtype.isnative:
-        labels = labels.astype(labels.dtype.newbyteorder("="))
-    if np.issubdtype(labels.dtype, np.signedinteger) and labels.min() < 0:
-        raise ValueError(f"{name} has negative values; expected 0 = background and ids > 0")
-    return labels
+    return check_labels(labels, name)
 
 
 def _kernel(labels, d1=None, d2=None, w=None, wc=(1.0, 1.0), w0=0.0, sigma=1.0,
@@ -171,41 +160,16 @@ def balanced_class_weights(cells):
     return inv[0] / max(inv), inv[1] / max(inv)
 
 
-def _cells_from_mask(mask):
-    """Foreground of a binary mask: uint8 >= 128 (the notebook's rule) or 0/1 / bool."""
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be a 2-D (H, W) array, got shape {mask.shape}")
-    if mask.size == 0:
-        raise ValueError(f"mask is empty (shape {mask.shape}); expected H, W >= 1")
-    if mask.dtype == bool:
-        return mask
-    if not np.issubdtype(mask.dtype, np.integer):
-        raise TypeError(f"mask must be uint8 {{0, 255}} or bool, got dtype {mask.dtype}")
-    if mask.dtype == np.uint8:
-        if mask.max() == 1:  # a {0, 1} mask read with the >= 128 rule would have no cells
-            raise ValueError(
-                "mask is uint8 with values {0, 1}; expected the notebook's {0, 255} "
-                "(cells >= 128): pass mask.astype(bool) or mask * 255"
-            )
-        return mask >= 128
-    if mask.min() < 0 or mask.max() > 1:
-        raise ValueError(
-            f"mask of dtype {mask.dtype} must hold 0 (membrane) and 1 (cell); got values in "
-            f"[{mask.min()}, {mask.max()}]. Instance labels go to labels=, uint8 masks may use 0/255"
-        )
-    return mask.astype(bool)
-
-
 def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="balanced",
-               border="all", connectivity=2, window=None, num_threads=None):
+               border="all", connectivity=2, window=None, threshold=None, num_threads=None):
     """The U-Net weight map w = w_c + w0 exp(-(d1 + d2)^2 / (2 sigma^2)).
 
     Parameters
     ----------
-    mask : (H, W) uint8 or bool, optional
-        Binary segmentation: uint8 with cells >= 128 (the notebook's {0, 255} masks), bool,
-        or another integer dtype holding 0/1. Cells are its connected components.
+    mask : (H, W) bool or int, optional
+        Binary segmentation: bool, or integers 0 (membrane) and one value > 0 (cell), e.g.
+        the notebook's uint8 {0, 255} (`unet_ref.masks.cells_from_mask`: other values
+        raise ValueError unless `threshold` is given). Cells are its connected components.
     w0, sigma : float
         Border weight and its width in pixels (paper: 10 and 5).
     labels : (H, W) int, optional
@@ -218,6 +182,9 @@ def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="bal
         pixels (several MATLAB versions of the paper's code).
     connectivity : 1 or 2
         Cells from `mask` are 4- (1) or 8-connected (2, the notebook's skimage default).
+    threshold : float, optional
+        Read a mask that is not binary as cell = mask >= threshold (e.g. 128 for a
+        JPEG-saved 0/255 mask).
     window : pair of slices, optional
         Return only this block, e.g. np.s_[29:129, 29:129], computed with the whole image
         as context: equal to weight_map(...)[window], cheaper (the kernel's row pass skips
@@ -250,11 +217,11 @@ def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="bal
     if border not in ("all", "background"):
         raise ValueError(f"border must be 'all' or 'background', got {border!r}")
     if labels is None:
-        if connectivity not in (1, 2):
-            raise ValueError(f"connectivity must be 1 (4-connected) or 2 (8-connected), got {connectivity!r}")
-        cells = _cells_from_mask(mask)
-        # scipy and skimage label equally fast here (1.3 ms on 512 x 512); scipy gives int32
-        labels, _ = ndimage.label(cells, structure=ndimage.generate_binary_structure(2, connectivity))
+        mask = np.asarray(mask)
+        if mask.ndim != 2:
+            raise ValueError(f"mask must be a 2-D (H, W) array, got shape {mask.shape}")
+        cells = cells_from_mask(mask, threshold=threshold)
+        labels = label_cells(cells, connectivity)
     else:
         labels = _as_labels(labels)
         cells = labels != 0
