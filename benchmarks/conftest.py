@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from unet_ref.evaluate import atomic_write
+from unet_ref.files import atomic_write
 
 
 def pytest_addoption(parser):

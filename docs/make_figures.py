@@ -36,7 +36,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from unet_ref.evaluate import atomic_write  # noqa: E402
+from unet_ref.files import atomic_write  # noqa: E402
 
 # name of the output file -> function that makes it (filled by @output below)
 OUTPUTS = {}

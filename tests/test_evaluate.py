@@ -8,9 +8,9 @@ import pytest
 
 from unet_ref import evaluate
 from unet_ref.evaluate import (
-    cell_iou, evaluate_image, evaluate_images, format_table, pixel_error, rand_error, vi,
-    write_csv, write_json,
+    cell_iou, evaluate_image, evaluate_images, format_table, pixel_error, rand_error, table_rows, vi,
 )
+from unet_ref.files import write_csv, write_json
 
 
 def _oracle(true_segments, predicted_segments):
@@ -146,7 +146,7 @@ def test_evaluate_images_means_table_json_and_csv(tmp_path):
     table = format_table(results)
     assert "merged" in table and table.splitlines()[-1].startswith("mean")
     write_json(tmp_path / "m.json", results)
-    write_csv(tmp_path / "m.csv", results)
+    write_csv(tmp_path / "m.csv", table_rows(results))
     assert json.loads((tmp_path / "m.json").read_text())["mean"] == results["mean"]
     rows = list(csv.DictReader((tmp_path / "m.csv").open()))
     assert [r["name"] for r in rows] == ["good", "merged", "mean"]

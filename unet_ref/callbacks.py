@@ -15,7 +15,8 @@ import time
 import keras
 import numpy as np
 
-from unet_ref.evaluate import atomic_write, evaluate_images
+from unet_ref.evaluate import evaluate_images
+from unet_ref.files import atomic_write
 from unet_ref.tiling import predict_tiled
 
 __all__ = ["ValidationMetrics", "AtomicCheckpoint", "LossCurve", "TimeLimit", "trainer_callbacks",

@@ -60,7 +60,7 @@ def cmd_weightmap(args):
     import numpy as np
     from tqdm import tqdm
 
-    from unet_ref.evaluate import atomic_write
+    from unet_ref.files import atomic_write
     from unet_ref.weights import weight_map
 
     images = read_images(image_files(args.labels, "label"), "label")
@@ -108,7 +108,7 @@ def cmd_train(args):
 def cmd_predict(args):
     import numpy as np
 
-    from unet_ref.evaluate import atomic_write
+    from unet_ref.files import atomic_write
 
     model, config = _model_and_config(args.model)
     images = read_images(image_files(args.inputs, "input"), "input")
@@ -135,6 +135,7 @@ def cmd_predict(args):
 
 def cmd_evaluate(args):
     from unet_ref import evaluate
+    from unet_ref.files import write_csv, write_json
 
     truths = read_images(image_files(args.truth, "ground truth"), "ground truth")
     if args.model:
@@ -168,8 +169,8 @@ def cmd_evaluate(args):
     print(evaluate.format_table(results))
     if args.out:
         out = pathlib.Path(args.out)
-        evaluate.write_json(out / "metrics.json", results)
-        evaluate.write_csv(out / "metrics.csv", results)
+        write_json(out / "metrics.json", results)
+        write_csv(out / "metrics.csv", evaluate.table_rows(results))
         print(f"wrote {out / 'metrics.json'} and {out / 'metrics.csv'}")
 
 

@@ -15,7 +15,8 @@ import time
 
 import numpy as np
 
-from unet_ref.evaluate import atomic_write, evaluate_images, format_table
+from unet_ref.evaluate import evaluate_images, format_table
+from unet_ref.files import atomic_write
 
 __all__ = ["run_demo"]
 

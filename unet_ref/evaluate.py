@@ -26,12 +26,6 @@ References: Arganda-Carreras et al., "Crowdsourcing the creation of image segmen
 algorithms for connectomics", Front. Neuroanat. 9:142, 2015; Meila, "Comparing
 clusterings - an information based distance", J. Multivariate Anal. 98, 2007.
 """
-import csv
-import io
-import json
-import os
-import tempfile
-
 import numpy as np
 from skimage.metrics import adapted_rand_error, variation_of_information
 from skimage.segmentation import expand_labels
@@ -40,7 +34,7 @@ from unet_ref.masks import cells_from_mask, label_cells
 
 __all__ = [
     "cell_segments", "pixel_error", "rand_error", "vi", "cell_iou", "evaluate_image",
-    "evaluate_images", "format_table", "write_json", "write_csv", "atomic_write", "METRICS",
+    "evaluate_images", "table_rows", "format_table", "METRICS",
 ]
 
 METRICS = ("pixel_error", "rand_error", "vi_split", "vi_merge", "vi", "cell_iou")
@@ -176,9 +170,15 @@ def evaluate_images(predictions, truths, names=None, threshold=0.5, connectivity
     return {"images": rows, "mean": mean, "threshold": threshold, "connectivity": connectivity}
 
 
+def table_rows(results):
+    """The per-image rows of `evaluate_images` and a last row named "mean" (for tables and
+    `unet_ref.files.write_csv`)."""
+    return results["images"] + [{"name": "mean", **results["mean"]}]
+
+
 def format_table(results):
     """The per-image rows and the mean of `evaluate_images` as a fixed-width text table."""
-    rows = results["images"] + [{"name": "mean", **results["mean"]}]
+    rows = table_rows(results)
     width = max(8, *(len(row["name"]) for row in rows))
     lines = [f"{'image':<{width}}" + "".join(f"{key:>13}" for key in METRICS)]
     for i, row in enumerate(rows):
@@ -186,57 +186,3 @@ def format_table(results):
             lines.append("-" * len(lines[0]))
         lines.append(f"{row['name']:<{width}}" + "".join(f"{row[key]:>13.5f}" for key in METRICS))
     return "\n".join(lines)
-
-
-class atomic_write:
-    """Context manager: write a file through a temporary file in the same folder, then
-    `os.replace` it into place, so that readers never see a half-written file.
-
-    >>> with atomic_write(path, "w") as f:  # doctest: +SKIP
-    ...     f.write("text")
-
-    `atomic_write(path)` without a mode yields the temporary *path* instead of an open
-    file, for writers that take a file name (matplotlib, tifffile, keras).
-    """
-
-    def __init__(self, path, mode=None, suffix=None):
-        self.path = os.fspath(path)
-        self.mode = mode
-        self.suffix = os.path.splitext(self.path)[1] if suffix is None else suffix
-
-    def __enter__(self):
-        folder = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(folder, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=self.suffix)
-        if self.mode is None:
-            os.close(fd)
-            return self.tmp
-        self.file = os.fdopen(fd, self.mode, **({"newline": "", "encoding": "utf-8"} if "b" not in self.mode else {}))
-        return self.file
-
-    def __exit__(self, exc_type, exc, tb):
-        if self.mode is not None:
-            self.file.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        elif os.path.exists(self.tmp):
-            os.remove(self.tmp)
-        return False
-
-
-def write_json(path, results):
-    """Write `results` (e.g. of `evaluate_images`) as JSON, atomically."""
-    with atomic_write(path, "w") as f:
-        json.dump(results, f, indent=2, allow_nan=True)
-        f.write("\n")
-
-
-def write_csv(path, results):
-    """Write the per-image rows and the mean row of `evaluate_images` as CSV, atomically."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["name", *METRICS])
-    writer.writeheader()
-    writer.writerows(results["images"])
-    writer.writerow({"name": "mean", **results["mean"]})
-    with atomic_write(path, "w") as f:
-        f.write(buffer.getvalue())

@@ -8,7 +8,7 @@ import pathlib
 
 import numpy as np
 
-from unet_ref.evaluate import atomic_write
+from unet_ref.files import atomic_write
 
 __all__ = ["plot_augmentation", "plot_synthetic_vs_isbi", "label_colors"]
 

@@ -38,7 +38,7 @@ import json
 import os
 import pathlib
 
-from unet_ref.evaluate import atomic_write
+from unet_ref.files import atomic_write
 
 __all__ = ["TrainConfig", "PRESETS", "config_fields", "resolve_config", "train", "load_run", "distribution_strategy"]
 

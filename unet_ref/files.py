@@ -1,0 +1,104 @@
+"""Writing output files: atomically, so that a reader never sees half a file.
+
+Every file the project writes (models, checkpoints, configurations, metrics, weight maps,
+probability maps, figures) goes through `atomic_write`: the content is written to a
+temporary file in the destination folder and then renamed into place with `os.replace`,
+which is atomic on POSIX and Windows. A run killed in the middle of a write leaves the
+previous file (or none), never a truncated one. `write_json`, `write_csv` and
+`write_array` are the writers built on it.
+"""
+import csv
+import io
+import json
+import os
+import pathlib
+import tempfile
+
+import numpy as np
+
+__all__ = ["atomic_write", "write_json", "write_csv", "write_array", "ARRAY_SUFFIXES"]
+
+ARRAY_SUFFIXES = (".npy", ".tif", ".tiff", ".png")
+
+
+class atomic_write:
+    """Context manager: write a file through a temporary file in the same folder, then
+    `os.replace` it into place, so that readers never see a half-written file.
+
+    >>> with atomic_write(path, "w") as f:  # doctest: +SKIP
+    ...     f.write("text")
+
+    `atomic_write(path)` without a mode yields the temporary *path* instead of an open
+    file, for writers that take a file name (matplotlib, tifffile, keras).
+    """
+
+    def __init__(self, path, mode=None, suffix=None):
+        self.path = os.fspath(path)
+        self.mode = mode
+        self.suffix = os.path.splitext(self.path)[1] if suffix is None else suffix
+
+    def __enter__(self):
+        folder = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(folder, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=self.suffix)
+        if self.mode is None:
+            os.close(fd)
+            return self.tmp
+        self.file = os.fdopen(fd, self.mode, **({"newline": "", "encoding": "utf-8"} if "b" not in self.mode else {}))
+        return self.file
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.mode is not None:
+            self.file.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        elif os.path.exists(self.tmp):
+            os.remove(self.tmp)
+        return False
+
+
+def write_json(path, data):
+    """Write `data` as indented JSON (NaN allowed), atomically."""
+    with atomic_write(path, "w") as f:
+        json.dump(data, f, indent=2, allow_nan=True)
+        f.write("\n")
+
+
+def write_csv(path, rows, fieldnames=None):
+    """Write a list of dicts as CSV (columns: `fieldnames`, default the first row's keys),
+    atomically."""
+    rows = list(rows)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fieldnames or (rows[0] if rows else [])))
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_write(path, "w") as f:
+        f.write(buffer.getvalue())
+
+
+def write_array(path, array):
+    """Write an image-like array by the file's suffix, atomically: .npy (any array),
+    .tif/.tiff (tifffile, dtype kept, e.g. float32 maps), .png (uint8 or bool, gray)."""
+    path = pathlib.Path(path)
+    suffix = path.suffix.lower()
+    array = np.asarray(array)
+    if suffix == ".npy":
+        with atomic_write(path, "wb") as f:
+            np.save(f, array)
+    elif suffix in (".tif", ".tiff"):
+        import tifffile
+
+        with atomic_write(path) as tmp:
+            tifffile.imwrite(tmp, array)
+    elif suffix == ".png":
+        if array.dtype == bool:
+            array = array.astype(np.uint8) * np.uint8(255)
+        if array.dtype != np.uint8:
+            raise TypeError(f"a PNG is written from uint8 or bool, got dtype {array.dtype} for {path}")
+        from skimage import io as skio
+
+        with atomic_write(path) as tmp:
+            skio.imsave(tmp, array, check_contrast=False)
+    else:
+        raise ValueError(f"cannot write {path}: expected a suffix in {ARRAY_SUFFIXES}")
+    return path
