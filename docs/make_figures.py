@@ -37,6 +37,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from unet_ref.files import atomic_write  # noqa: E402
+from unet_ref.plots import save_figure, show  # noqa: E402
 
 # name of the output file -> function that makes it (filled by @output below)
 OUTPUTS = {}
@@ -55,11 +56,7 @@ def save(name, result):
     if isinstance(result, pathlib.Path):  # the function wrote the file itself (unet_ref.plots)
         return result
     if name.endswith(".png"):
-        path = FIGURES / name
-        # No "Software" metadata: the PNG changes only when the picture does.
-        with atomic_write(path) as tmp:
-            result.savefig(tmp, dpi=110, metadata={"Software": None})
-        plt.close(result)
+        path = save_figure(result, FIGURES / name, tight=False)
     else:
         path = GENERATED / name
         with atomic_write(path, "w") as f:
@@ -80,15 +77,6 @@ def isbi_pair(index=0):
     if not label_path.is_file():
         raise IsbiMissing(f"ISBI 2012 data not found at {ISBI} (set UNET_REF_ISBI)")
     return imread(image_path), imread(label_path)
-
-
-def show(ax, image, title, cmap="gray", colorbar=False, **kwargs):
-    im = ax.imshow(image, cmap=cmap, interpolation="nearest", **kwargs)
-    ax.set_title(title, fontsize=10)
-    ax.set_axis_off()
-    if colorbar:
-        plt.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-    return im
 
 
 # --- chapters 1 and 2: data and augmentation (drawn by unet_ref.plots) -----------------------

@@ -5,9 +5,8 @@ resuming, logs, the loss curve and a wall-time limit.
 validation metrics first (they add to the logs), the writers after, and
 `keras.callbacks.BackupAndRestore` last, so that an epoch is marked done only after its
 logs and checkpoints exist (a kill in between repeats the epoch; `plot_loss_curve` keeps
-the epoch's last row).
+the epoch's last row, `unet_ref.plots.plot_loss_curve`).
 """
-import csv
 import importlib.util
 import json
 import time
@@ -17,10 +16,10 @@ import numpy as np
 
 from unet_ref.evaluate import evaluate_images
 from unet_ref.files import atomic_write
+from unet_ref.plots import plot_loss_curve
 from unet_ref.tiling import predict_tiled
 
-__all__ = ["ValidationMetrics", "AtomicCheckpoint", "LossCurve", "TimeLimit", "trainer_callbacks",
-           "plot_loss_curve"]
+__all__ = ["ValidationMetrics", "AtomicCheckpoint", "LossCurve", "TimeLimit", "trainer_callbacks"]
 
 
 class ValidationMetrics(keras.callbacks.Callback):
@@ -109,37 +108,3 @@ def trainer_callbacks(config, out, val_images, val_labels):
     elif config.verbose:
         print("no TensorBoard logs: `pip install tensorboard` to get them")
     return callbacks
-
-
-def plot_loss_curve(log_csv, png):
-    """Training and validation loss (and validation pixel error) per epoch, atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(log_csv, newline="") as f:
-        rows = list(csv.DictReader(f))
-    rows = list({row["epoch"]: row for row in rows}.values())  # a repeated epoch: keep its last row
-    if not rows:
-        return
-    epochs = [int(row["epoch"]) + 1 for row in rows]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key, style in (("loss", "-o"), ("val_loss", "-s")):
-        if key in rows[0]:
-            ax.plot(epochs, [float(row[key]) for row in rows], style, label=key, markersize=3)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("weighted cross-entropy")
-    ax.set_yscale("log")
-    if "val_pixel_error" in rows[0]:
-        ax2 = ax.twinx()
-        ax2.plot(epochs, [float(row["val_pixel_error"]) for row in rows], "-^", color="tab:green",
-                 label="val_pixel_error", markersize=3)
-        ax2.set_ylabel("validation pixel error")
-        ax2.legend(loc="upper center")
-    ax.legend(loc="upper right")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_write(png) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)

@@ -61,6 +61,7 @@ def cmd_weightmap(args):
     from tqdm import tqdm
 
     from unet_ref.files import atomic_write
+    from unet_ref.plots import save_colormapped
     from unet_ref.weights import weight_map
 
     images = read_images(image_files(args.labels, "label"), "label")
@@ -85,13 +86,7 @@ def cmd_weightmap(args):
             with atomic_write(out / f"{name}.tif") as tmp:
                 tifffile.imwrite(tmp, weights.astype(np.float32))
         if args.png:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-
-            with atomic_write(out / f"{name}_weights.png") as tmp:
-                plt.imsave(tmp, weights, cmap="magma", format="png")
+            save_colormapped(out / f"{name}_weights.png", weights)
     print(f"wrote {len(images)} weight map(s) to {out}")
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from unet_ref.evaluate import evaluate_images, format_table
 from unet_ref.files import atomic_write
+from unet_ref.plots import plot_predictions
 
 __all__ = ["run_demo"]
 
@@ -33,7 +34,6 @@ def run_demo(out="unet_ref_demo", seed=0, minutes=None, quiet=False, **overrides
     from unet_ref.synthetic import synthetic_dataset
     from unet_ref.tiling import predict_tiled
     from unet_ref.train import resolve_config, train
-    from unet_ref.weights import weight_map
 
     out = pathlib.Path(out)
     start = time.monotonic()
@@ -68,33 +68,7 @@ def run_demo(out="unet_ref_demo", seed=0, minutes=None, quiet=False, **overrides
     )
     with atomic_write(out / "metrics.json", "w") as f:
         json.dump(summary, f, indent=2)
-    _panel(out / "panel.png", images[:2], labels[:2], cells[:2], weight_map, config)
+    plot_predictions(out / "panel.png", images[:2], labels[:2], cells[:2], w0=config.w0, sigma=config.sigma)
     summary["total_seconds"] = time.monotonic() - start
     print(f"done in {summary['total_seconds']:.0f} s: panel.png, loss_curve.png, metrics.json, model.keras in {out}")
     return summary
-
-
-def _panel(path, images, labels, cells, weight_map, config):
-    """One row per image: input, ground truth, weight map, predicted P(cell)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(images), 4, figsize=(12, 3 * len(images)), squeeze=False)
-    for row, (image, label, cell) in zip(axes, zip(images, labels, cells)):
-        label = np.asarray(label)
-        weights = weight_map(labels=label, w0=config.w0, sigma=config.sigma)
-        panels = [(image, "input", "gray"), (label > 0, "ground truth (cell)", "gray"),
-                  (weights, f"weight map (w0={config.w0:g}, sigma={config.sigma:g})", "magma"),
-                  (cell, "prediction P(cell)", "gray")]
-        for ax, (data, title, cmap) in zip(row, panels):
-            shown = ax.imshow(np.squeeze(data), cmap=cmap)
-            ax.set_title(title)
-            ax.axis("off")
-            if title.startswith("weight"):
-                fig.colorbar(shown, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
-    plt.close(fig)
