@@ -8,7 +8,8 @@ import pytest
 
 from unet_ref import evaluate
 from unet_ref.evaluate import (
-    cell_iou, evaluate_image, evaluate_images, format_table, pixel_error, rand_error, table_rows, vi,
+    as_cell_probability, cell_iou, evaluate_image, evaluate_images, format_table, pixel_error, rand_error, table_rows,
+    vi,
 )
 from unet_ref.files import write_csv, write_json
 
@@ -154,3 +155,14 @@ def test_evaluate_images_means_table_json_and_csv(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.csv", "m.json"]  # no temp file left
     with pytest.raises(ValueError, match="2 predictions but 1"):
         evaluate_images([truth, truth], [truth])
+
+
+def test_saved_predictions_become_cell_probabilities_by_the_mask_rule():
+    mask = np.array([[0, 255], [255, 0]], np.uint8)
+    assert np.array_equal(as_cell_probability(mask), [[0, 1], [1, 0]])
+    softmax = np.stack([1 - mask / 255.0, mask / 255.0], axis=-1)  # (H, W, 2)
+    assert np.array_equal(as_cell_probability(softmax), mask / 255.0)
+    with pytest.raises(ValueError, match="p.png is not a binary mask"):
+        as_cell_probability(np.array([[0, 3, 254, 255]], np.uint8), "p.png")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        as_cell_probability(np.array([[0.5, 1.5]]))

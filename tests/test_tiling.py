@@ -10,7 +10,7 @@ keras = pytest.importorskip("keras")
 
 from unet_ref.model import build_unet  # noqa: E402
 from unet_ref.sizes import margin, output_size, valid_input_size  # noqa: E402
-from unet_ref.tiling import DEFAULT_MEMORY_BUDGET, choose_tile_size, predict_tiled  # noqa: E402
+from unet_ref.tiling import DEFAULT_MEMORY_BUDGET, choose_tile_size, predict_cells, predict_tiled  # noqa: E402
 
 
 def _unet(depth, in_channels=1, n_classes=2, base_filters=4):
@@ -179,3 +179,15 @@ def test_nan_and_unsupported_dtypes_are_rejected(unet3):
         predict_tiled(unet3, image)
     with pytest.raises(TypeError, match="dtype"):
         predict_tiled(unet3, np.zeros((20, 20), np.complex64))
+
+
+def test_predict_cells_yields_the_cell_channel_of_each_image_by_name(unet3):
+    rng = np.random.default_rng(5)
+    images = [rng.random((30, 41), dtype=np.float32), rng.random((17, 9), dtype=np.float32)]
+    named = list(predict_cells(unet3, [("a", images[0]), ("b", images[1])]))
+    assert [name for name, _ in named] == ["a", "b"]
+    for (_, cell), image in zip(named, images):
+        assert np.array_equal(cell, predict_tiled(unet3, image)[..., 1])
+    assert [n for n, _ in predict_cells(unet3, images)] == ["image_0", "image_1"]
+    with pytest.raises(ValueError, match="^b: image of shape .* has 3 channels"):
+        list(predict_cells(unet3, [images[0], np.zeros((17, 9, 3))], ["a", "b"]))

@@ -17,7 +17,7 @@ import numpy as np
 from unet_ref.evaluate import evaluate_images
 from unet_ref.files import atomic_write
 from unet_ref.plots import plot_loss_curve
-from unet_ref.tiling import predict_tiled
+from unet_ref.tiling import predict_cells
 
 __all__ = ["ValidationMetrics", "AtomicCheckpoint", "LossCurve", "TimeLimit", "trainer_callbacks"]
 
@@ -32,7 +32,7 @@ class ValidationMetrics(keras.callbacks.Callback):
         self.images, self.cells, self.tile_size = images, [label > 0 for label in labels], tile_size
 
     def on_epoch_end(self, epoch, logs=None):
-        cells = [predict_tiled(self.model, image, tile_size=self.tile_size)[..., 1] for image in self.images]
+        cells = [cell for _, cell in predict_cells(self.model, self.images, tile_size=self.tile_size)]
         mean = evaluate_images(cells, self.cells)["mean"]
         logs["val_pixel_error"] = mean["pixel_error"]
         logs["val_rand_error"] = mean["rand_error"]

@@ -42,14 +42,16 @@ def _import_tensorflow_quietly():
         os.close(saved)
 
 
-def _model_and_config(model_path):
-    """A `.keras` file or a training run folder -> (keras model, resolved TrainConfig or None)."""
+def _model_and_tile_size(model_path, tile_size=None):
+    """A `.keras` file or a training run folder -> (keras model, tile size for prediction:
+    `tile_size`, else the run's predict_tile_size, else None = chosen by predict_tiled)."""
     from unet_ref import train
 
     try:
-        return train.load_run(model_path)
+        model, config = train.load_run(model_path)
     except (FileNotFoundError, ValueError) as error:
         raise UserError(str(error)) from error
+    return model, tile_size or ((config.predict_tile_size or None) if config else None)
 
 
 # --- subcommands -------------------------------------------------------------------------
@@ -101,31 +103,17 @@ def cmd_train(args):
 
 
 def cmd_predict(args):
-    import numpy as np
+    from unet_ref.files import write_array
+    from unet_ref.tiling import predict_cells
 
-    from unet_ref.files import atomic_write
-
-    model, config = _model_and_config(args.model)
+    model, tile_size = _model_and_tile_size(args.model, args.tile_size)
     images = read_images(image_files(args.inputs, "input"), "input")
     out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    import tifffile
-    from skimage import io
-
-    from unet_ref.tiling import predict_tiled
-
-    tile_size = args.tile_size or ((config.predict_tile_size or None) if config else None)
-    for name, image in images:
-        try:
-            probabilities = predict_tiled(model, image, tile_size=tile_size, batch_size=args.batch_size, tta=args.tta)
-        except ValueError as error:
-            raise UserError(f"{name}: {error}") from error
-        cell = probabilities[..., 1].astype(np.float32)  # class 1 = cell
-        with atomic_write(out / f"{name}_prob.tif") as tmp:
-            tifffile.imwrite(tmp, cell)
-        with atomic_write(out / f"{name}_mask.png") as tmp:
-            io.imsave(tmp, ((cell >= args.threshold) * 255).astype(np.uint8), check_contrast=False)
-        print(f"{name}: {image.shape} -> {out / (name + '_prob.tif')}, {out / (name + '_mask.png')}")
+    for name, cell in predict_cells(model, images, tile_size=tile_size, batch_size=args.batch_size, tta=args.tta):
+        probability, mask = out / f"{name}_prob.tif", out / f"{name}_mask.png"
+        write_array(probability, cell)
+        write_array(mask, cell >= args.threshold)
+        print(f"{name}: {cell.shape} -> {probability}, {mask}")
 
 
 def cmd_evaluate(args):
@@ -136,49 +124,26 @@ def cmd_evaluate(args):
     if args.model:
         if not args.images:
             raise UserError("--model needs --images (the raw images to predict)")
-        from unet_ref.tiling import predict_tiled
+        from unet_ref.tiling import predict_cells
 
-        model, config = _model_and_config(args.model)
+        model, tile_size = _model_and_tile_size(args.model, args.tile_size)
         images = read_images(image_files(args.images, "image"), "image")
-        tile_size = args.tile_size or ((config.predict_tile_size or None) if config else None)
-        predictions = []
-        for name, image in images:
-            try:
-                predictions.append((name, predict_tiled(model, image, tile_size=tile_size, tta=args.tta)[..., 1]))
-            except ValueError as error:
-                raise UserError(f"{name}: {error}") from error
+        predictions = list(predict_cells(model, images, tile_size=tile_size, tta=args.tta))
     elif args.pred:
-        predictions = read_images(image_files(args.pred, "prediction"), "prediction")
-        predictions = [(name, _as_probability(name, p)) for name, p in predictions]
+        predictions = [(name, evaluate.as_cell_probability(p, name))
+                       for name, p in read_images(image_files(args.pred, "prediction"), "prediction")]
     else:
         raise UserError("give the predictions (--pred, e.g. the *_prob.tif of `unet-ref predict`) or --model and --images")
     if len(predictions) != len(truths):
         raise UserError(f"{len(predictions)} predictions but {len(truths)} ground-truth images")
-    try:
-        results = evaluate.evaluate_images(
-            [p for _, p in predictions], [t for _, t in truths], names=[n for n, _ in truths],
-            threshold=args.threshold,
-        )
-    except (ValueError, TypeError) as error:
-        raise UserError(str(error)) from error
+    results = evaluate.evaluate_images(
+        [p for _, p in predictions], [t for _, t in truths], names=[n for n, _ in truths], threshold=args.threshold)
     print(evaluate.format_table(results))
     if args.out:
         out = pathlib.Path(args.out)
         write_json(out / "metrics.json", results)
         write_csv(out / "metrics.csv", evaluate.table_rows(results))
         print(f"wrote {out / 'metrics.json'} and {out / 'metrics.csv'}")
-
-
-def _as_probability(name, array):
-    """A saved prediction -> cell probability in [0, 1]: float maps as they are, a uint8
-    mask scaled by 255, a bool mask as is."""
-    import numpy as np
-
-    if array.ndim == 3 and array.shape[-1] == 2:
-        array = array[..., 1]  # (H, W, n_classes) softmax -> cell class
-    if np.issubdtype(array.dtype, np.integer):
-        return array.astype(np.float32) / (255.0 if array.max() > 1 else 1.0)
-    return array
 
 
 def cmd_demo(args):

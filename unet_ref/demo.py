@@ -9,14 +9,13 @@
 5. Write into one folder: panel.png (input / ground truth / weight map / prediction),
    loss_curve.png, metrics.json, model.keras (+ config.json, log.csv of the run).
 """
-import json
 import pathlib
 import time
 
 import numpy as np
 
 from unet_ref.evaluate import evaluate_images, format_table
-from unet_ref.files import atomic_write
+from unet_ref.files import write_json
 from unet_ref.plots import plot_predictions
 
 __all__ = ["run_demo"]
@@ -32,7 +31,7 @@ def run_demo(out="unet_ref_demo", seed=0, minutes=None, quiet=False, **overrides
     test); `minutes` bounds the training time.
     """
     from unet_ref.synthetic import synthetic_dataset
-    from unet_ref.tiling import predict_tiled
+    from unet_ref.tiling import predict_cells
     from unet_ref.train import resolve_config, train
 
     out = pathlib.Path(out)
@@ -47,9 +46,8 @@ def run_demo(out="unet_ref_demo", seed=0, minutes=None, quiet=False, **overrides
 
     images, labels = synthetic_dataset(HELD_OUT, size=config.synthetic_size, seed=HELD_OUT_SEED + seed)
     masks = [np.asarray(label) > 0 for label in labels]
-    tile = config.predict_tile_size or None
-    cells = [predict_tiled(model, image, tile_size=tile)[..., 1] for image in images]  # (H, W) P(cell)
     names = [f"held_out_{i}" for i in range(HELD_OUT)]
+    cells = [cell for _, cell in predict_cells(model, images, names, tile_size=config.predict_tile_size or None)]
     results = evaluate_images(cells, masks, names=names)
     trivial = evaluate_images([np.ones(m.shape, np.float32) for m in masks], masks, names=names)["mean"]
     print(format_table(results))
@@ -66,8 +64,7 @@ def run_demo(out="unet_ref_demo", seed=0, minutes=None, quiet=False, **overrides
         f"trivial all-cell predictor; cell IoU {results['mean']['cell_iou']:.3f} vs {trivial['cell_iou']:.3f}; "
         f"adapted Rand error {results['mean']['rand_error']:.3f} vs {trivial['rand_error']:.3f}"
     )
-    with atomic_write(out / "metrics.json", "w") as f:
-        json.dump(summary, f, indent=2)
+    write_json(out / "metrics.json", summary)
     plot_predictions(out / "panel.png", images[:2], labels[:2], cells[:2], w0=config.w0, sigma=config.sigma)
     summary["total_seconds"] = time.monotonic() - start
     print(f"done in {summary['total_seconds']:.0f} s: panel.png, loss_curve.png, metrics.json, model.keras in {out}")

@@ -30,11 +30,11 @@ import numpy as np
 from skimage.metrics import adapted_rand_error, variation_of_information
 from skimage.segmentation import expand_labels
 
-from unet_ref.masks import cells_from_mask, label_cells
+from unet_ref.masks import CELL_CLASS, cells_from_mask, label_cells
 
 __all__ = [
     "cell_segments", "pixel_error", "rand_error", "vi", "cell_iou", "evaluate_image",
-    "evaluate_images", "table_rows", "format_table", "METRICS",
+    "evaluate_images", "table_rows", "format_table", "as_cell_probability", "METRICS",
 ]
 
 METRICS = ("pixel_error", "rand_error", "vi_split", "vi_merge", "vi", "cell_iou")
@@ -186,3 +186,20 @@ def format_table(results):
             lines.append("-" * len(lines[0]))
         lines.append(f"{row['name']:<{width}}" + "".join(f"{row[key]:>13.5f}" for key in METRICS))
     return "\n".join(lines)
+
+
+def as_cell_probability(prediction, name="prediction"):
+    """A saved prediction -> P(cell) float32 in [0, 1].
+
+    Float maps are probabilities (checked); a (H, W, n_classes) softmax gives its cell
+    channel; integer or bool predictions are masks by the rule of `unet_ref.masks`
+    (0 and one value > 0, e.g. the *_mask.png of `unet-ref predict`) and become 0 / 1.
+    """
+    prediction = np.asarray(prediction)
+    if prediction.ndim == 3 and prediction.shape[-1] in (2, 3) and np.issubdtype(prediction.dtype, np.floating):
+        prediction = prediction[..., CELL_CLASS]  # (H, W, n_classes) softmax
+    if np.issubdtype(prediction.dtype, np.floating):
+        if prediction.size == 0 or not np.isfinite(prediction).all() or prediction.min() < 0 or prediction.max() > 1:
+            raise ValueError(f"{name} must hold cell probabilities in [0, 1] (or be a binary mask)")
+        return prediction.astype(np.float32, copy=False)
+    return cells_from_mask(prediction, name=name).astype(np.float32)

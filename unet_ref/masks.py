@@ -31,7 +31,11 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = ["cells_from_mask", "label_cells", "check_labels", "to_instance_labels", "split_regions",
-           "is_binary_mask"]
+           "is_binary_mask", "CELL_CLASS"]
+
+# The network's classes: 0 = membrane / background, 1 = cell (training tiles hold
+# labels > 0 as class 1; predictions' channel 1 is P(cell)).
+CELL_CLASS = 1
 
 
 def _values_text(values):

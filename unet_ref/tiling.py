@@ -18,9 +18,10 @@ import math
 import numpy as np
 
 from unet_ref.images import normalize_image
+from unet_ref.masks import CELL_CLASS
 from unet_ref.sizes import margin, output_size, valid_input_size
 
-__all__ = ["predict_tiled", "choose_tile_size", "mirror_pad", "MIRROR_MODE", "DEFAULT_MEMORY_BUDGET"]
+__all__ = ["predict_tiled", "predict_cells", "choose_tile_size", "mirror_pad", "MIRROR_MODE", "DEFAULT_MEMORY_BUDGET"]
 
 # numpy's "reflect" mirrors about the edge pixel (... x2 x1 | x0 x1 x2 ...) without
 # repeating it, so a 1 px membrane on the border stays 1 px wide in the context. The
@@ -266,3 +267,27 @@ def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, p
     if tta:
         result /= len(transforms)
     return result if is_stack else result[0]
+
+
+def predict_cells(model, images, names=None, **options):
+    """P(cell) of each image, one at a time: yields (name, (H, W) float32 in [0, 1]).
+
+    `images`: a sequence of (H, W[, C]) arrays, or of (name, image) pairs (as
+    `unet_ref.datasets.read_images` returns them) when `names` is None; `options` go to
+    `predict_tiled` (tile_size, batch_size, tta, ...). A ValueError names the image.
+    Lazy, so that a long list is predicted and written one image at a time.
+    """
+    images = list(images)
+    if names is None:
+        pairs = [item if isinstance(item, tuple) else (f"image_{i}", item) for i, item in enumerate(images)]
+    else:
+        names = list(names)
+        if len(names) != len(images):
+            raise ValueError(f"got {len(names)} names for {len(images)} images")
+        pairs = list(zip(names, images))
+    for name, image in pairs:
+        try:
+            probabilities = predict_tiled(model, image, **options)
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from error
+        yield name, np.ascontiguousarray(probabilities[..., CELL_CLASS])
