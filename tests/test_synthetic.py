@@ -47,7 +47,7 @@ def test_synthetic_dataset_is_prefix_stable_and_stacks_labels():
 
 @pytest.mark.parametrize("kwargs, error", [
     (dict(size=8), ValueError), (dict(size=(32,)), TypeError), (dict(size=32.0), TypeError),
-    (dict(size=32, seed=-1), TypeError), (dict(size=32, seed="a"), TypeError),
+    (dict(size=32, seed=-1), ValueError), (dict(size=32, seed="a"), TypeError),
 ])
 def test_bad_arguments_raise_clear_errors(kwargs, error):
     with pytest.raises(error, match="size|seed"):

@@ -137,9 +137,28 @@ def test_config_json_round_trips_through_load_run(tmp_path):
     assert isinstance(TrainConfig(**json.loads((tmp_path / "config.json").read_text())), TrainConfig)
 
 
-def test_paper_preset_uses_the_measured_sgd_learning_rate():
-    from unet_ref.loss import DEFAULT_LEARNING_RATES
-    from unet_ref.train import PRESETS
+@pytest.mark.parametrize("field, value, error", [
+    ("sigma", 0.0, "sigma must be a finite number > 0"), ("sigma", -3.0, "sigma"), ("w0", float("nan"), "w0"),
+    ("w0", -1.0, "w0 must be a finite number >= 0"), ("learning_rate", 0.0, "learning_rate"),
+    ("learning_rate", float("inf"), "learning_rate"), ("momentum", 1.0, "momentum"), ("dropout", 1.0, "dropout"),
+    ("backup_every", -1, "backup_every"), ("verbose", 3, "verbose must be an integer >= 0 and <= 2"),
+    ("time_limit_minutes", -1.0, "time_limit_minutes"), ("tile_size", 0, "tile_size"), ("epochs", 0, "epochs"),
+    ("optimizer", "rmsprop", r"optimizer must be one of \['sgd', 'adam'\]"), ("depth", 40, "depth"),
+    ("val_pixel_error", "yes", "val_pixel_error must be true or false"), ("seed", 1.5, "seed must be an integer"),
+])
+def test_every_setting_is_checked_against_its_declared_range(field, value, error):
+    with pytest.raises((ValueError, TypeError), match=error):
+        resolve_config("tutorial", {field: value})
 
-    assert PRESETS["paper"].optimizer == "sgd" and PRESETS["paper"].momentum == 0.99
-    assert PRESETS["paper"].learning_rate == DEFAULT_LEARNING_RATES["sgd"]
+
+def test_every_setting_has_help_text_and_the_learning_rate_has_one_default(tmp_path):
+    import dataclasses
+
+    from unet_ref.loss import DEFAULT_LEARNING_RATES
+    from unet_ref.train import train
+
+    assert all(field.metadata["help"] for field in dataclasses.fields(TrainConfig))
+    assert PRESETS["paper"].learning_rate is None  # None: the optimiser's measured default
+    config = resolve_config("paper", dict(TINY, out=str(tmp_path), epochs=1, steps_per_epoch=1))
+    model, _ = train(config)
+    assert float(model.optimizer.learning_rate) == pytest.approx(DEFAULT_LEARNING_RATES["sgd"])

@@ -170,24 +170,25 @@ def _examples(text):
 
 
 def _add_train_arguments(parser):
-    """One flag per TrainConfig field (so every hyper-parameter can be overridden)."""
-    from unet_ref.train import CONFIG_HELP, TrainConfig  # imports no TensorFlow
+    """One flag per TrainConfig field (so every hyper-parameter can be overridden), its help
+    and choices read from the field's `setting`."""
     import dataclasses
 
-    parser.add_argument("--preset", choices=("tutorial", "paper"), default="tutorial",
-                        help="starting configuration; any flag below overrides one of its values (default: tutorial)")
-    from unet_ref.train import PRESETS
+    from unet_ref.train import PRESETS, TrainConfig  # imports no TensorFlow
 
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="tutorial",
+                        help="starting configuration; any flag below overrides one of its values (default: tutorial)")
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
-        values = {name: getattr(preset, field.name) for name, preset in PRESETS.items()}
-        help_text = CONFIG_HELP.get(field.name, "") + " [" + ", ".join(f"{k}: {v!r}" for k, v in values.items()) + "]"
-        kind = field.type if isinstance(field.type, str) else field.type.__name__
-        if "bool" in kind:
+        values = ", ".join(f"{name}: {'default' if getattr(preset, field.name) is None else repr(getattr(preset, field.name))}"
+                           for name, preset in PRESETS.items())
+        help_text = f"{field.metadata['help']} [{values}]"
+        if field.type is bool:
             parser.add_argument(flag, dest=field.name, type=_boolean, metavar="{true,false}", help=help_text)
+        elif field.metadata["choices"]:
+            parser.add_argument(flag, dest=field.name, choices=field.metadata["choices"], help=help_text)
         else:
-            caster = int if kind.startswith("int") else float if kind.startswith("float") else str
-            parser.add_argument(flag, dest=field.name, type=caster, metavar=field.name.upper(), help=help_text)
+            parser.add_argument(flag, dest=field.name, type=field.type, metavar=field.name.upper(), help=help_text)
 
 
 def _boolean(text):

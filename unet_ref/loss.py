@@ -16,12 +16,13 @@ third element of the training data (`model.fit` treats it as sample_weight), nev
 input. The paper's sum differs by the constant number of pixels, which only rescales the
 learning rate; the mean keeps it independent of tile and batch size.
 `weighted_cross_entropy` writes the formula out; the tests check that both agree.
-"""
-import numbers
 
-import keras
+Keras is imported inside the functions, so that the trainer's configuration can read
+`DEFAULT_LEARNING_RATES` without starting TensorFlow.
+"""
 import numpy as np
-from keras import ops
+
+from unet_ref.checks import check_real
 
 __all__ = ["weighted_cross_entropy", "unet_loss", "compile_unet", "DEFAULT_LEARNING_RATES"]
 
@@ -67,6 +68,8 @@ def weighted_cross_entropy(labels, logits, weights):
     >>> round(float(weighted_cross_entropy([[0, 1]], logits, [[2.0, 5.0]])), 6)
     0.693147
     """
+    from keras import ops
+
     logits = ops.cast(ops.convert_to_tensor(logits), "float32")
     n_classes = logits.shape[-1]
     if isinstance(labels, (list, tuple)):
@@ -96,6 +99,8 @@ def unet_loss():
     `weighted_cross_entropy` (mean over pixels). The loss is computed in float32 also
     under a ``mixed_float16`` policy (a Loss casts its inputs to ``keras.config.floatx()``).
     """
+    import keras
+
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True, name="weighted_cross_entropy")
 
 
@@ -126,24 +131,23 @@ def compile_unet(model, optimizer="sgd", learning_rate=None, momentum=0.99, jit_
     keras.Model
         The same model, compiled (for chaining).
     """
+    import keras
+
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
     if optimizer not in DEFAULT_LEARNING_RATES:
-        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+        raise ValueError(f"optimizer must be one of {list(DEFAULT_LEARNING_RATES)}, got {optimizer!r}")
     if learning_rate is None:
         learning_rate = DEFAULT_LEARNING_RATES[optimizer]
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) \
-            or not learning_rate > 0:
-        raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
-    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0 <= momentum < 1:
-        raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
+    learning_rate = check_real(learning_rate, "learning_rate", above=0)
+    momentum = check_real(momentum, "momentum", minimum=0, below=1)
     if jit_compile not in (True, False, "auto"):
         raise ValueError(f"jit_compile must be True, False or 'auto', got {jit_compile!r}")
 
     if optimizer == "sgd":
-        opt = keras.optimizers.SGD(learning_rate=float(learning_rate), momentum=float(momentum))
+        opt = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum)
     else:
-        opt = keras.optimizers.Adam(learning_rate=float(learning_rate))
+        opt = keras.optimizers.Adam(learning_rate=learning_rate)
     # Plain `metrics` are not weighted by sample_weight in Keras 3: every pixel counts once.
     metrics = [keras.metrics.SparseCategoricalAccuracy(name="pixel_accuracy")] if pixel_accuracy else None
     model.compile(optimizer=opt, loss=unet_loss(), metrics=metrics, jit_compile=jit_compile)

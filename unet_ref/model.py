@@ -13,11 +13,10 @@ and maps a 572 x 572 tile to 388 x 388; the size arithmetic lives in `unet_ref.s
 The model returns logits, not probabilities: the loss (`unet_ref.loss`) takes a
 log-softmax of them, and prediction (`unet_ref.tiling`) a softmax.
 """
-import numbers
-
 import keras
 from keras import layers
 
+from unet_ref.checks import check_int, check_real
 from unet_ref.sizes import margin, output_size
 
 __all__ = ["build_unet", "unet_depth"]
@@ -79,12 +78,8 @@ def build_unet(base_filters=64, depth=4, n_classes=2, in_channels=1, dropout=0.5
     """
     for value, arg, minimum in ((base_filters, "base_filters", 1), (depth, "depth", 1),
                                 (n_classes, "n_classes", 2), (in_channels, "in_channels", 1)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{arg} must be an integer, got {value!r} ({type(value).__name__})")
-        if value < minimum:
-            raise ValueError(f"{arg} must be an integer >= {minimum}, got {value}")
-    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        check_int(value, arg, minimum=minimum)
+    dropout = check_real(dropout, "dropout", minimum=0, below=1)
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty string, got {name!r}")
     if input_size is not None:

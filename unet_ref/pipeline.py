@@ -35,6 +35,7 @@ import pathlib
 import numpy as np
 
 from unet_ref.augment import random_transform, sample_positions, spline_coefficients, vary_gray_values, warp
+from unet_ref.checks import check_int
 from unet_ref.datasets import read_image
 from unet_ref.images import normalize_image
 from unet_ref.masks import split_regions
@@ -83,8 +84,7 @@ class TileSampler:
         if len(images) != len(labels) or len(images) == 0:
             raise ValueError(f"images and labels must be non-empty and of equal length, got "
                              f"{len(images)} images and {len(labels)} labels")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise TypeError(f"seed must be a non-negative int, got {seed!r}")
+        check_int(seed, "seed", minimum=0)
         self.tile_size, self.depth = int(tile_size), int(depth)
         self.output_size = output_size(self.tile_size, self.depth)  # ValueError names valid sizes
         self.margin = margin(self.depth)
@@ -197,9 +197,7 @@ def make_dataset(images, labels, *, tile_size, depth=4, batch_size=1, augment=Tr
     sampler = TileSampler(images, labels, tile_size, depth, augment=augment, w0=w0, sigma=sigma,
                           seed=seed, cache=cache, **sampler_options)
     n, m, channels = sampler.tile_size, sampler.output_size, sampler.channels
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    batch_size = int(batch_size)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     autotune = tf.data.AUTOTUNE
 
     def sample_batch(indices):  # (B,) sample indices -> numpy arrays (B, ...)

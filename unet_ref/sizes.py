@@ -10,17 +10,9 @@ path: a 2x2 up-convolution (x2), then two convolutions (-4). For the paper's net
 The model, the training tiles, the overlap-tile predictor and the command line all take
 their sizes from these functions; nothing else repeats the arithmetic.
 """
-import numbers
+from unet_ref.checks import check_int
 
 __all__ = ["output_size", "valid_input_size", "input_size_for_output", "margin", "is_valid_input_size"]
-
-
-def _check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def _output_or_reason(n, depth):
@@ -44,8 +36,8 @@ def _output_or_reason(n, depth):
 
 def is_valid_input_size(input_size, depth=4):
     """True if a square input of `input_size` px passes through a U-Net of `depth`."""
-    input_size = _check_int(input_size, "input_size", 1)
-    depth = _check_int(depth, "depth", 0)
+    input_size = check_int(input_size, "input_size", minimum=1)
+    depth = check_int(depth, "depth", minimum=0)
     return _output_or_reason(input_size, depth)[0] is not None
 
 
@@ -57,8 +49,8 @@ def valid_input_size(size, depth=4):
     >>> valid_input_size(572)
     572
     """
-    n = _check_int(size, "size", 1)
-    depth = _check_int(depth, "depth", 0)
+    n = check_int(size, "size", minimum=1)
+    depth = check_int(depth, "depth", minimum=0)
     while _output_or_reason(n, depth)[0] is None:
         n += 1  # valid sizes are 2**depth apart, so this loop is short
     return n
@@ -75,8 +67,8 @@ def output_size(input_size, depth=4):
     >>> output_size(188, depth=4)
     4
     """
-    input_size = _check_int(input_size, "input_size", 1)
-    depth = _check_int(depth, "depth", 0)
+    input_size = check_int(input_size, "input_size", minimum=1)
+    depth = check_int(depth, "depth", minimum=0)
     out, reason = _output_or_reason(input_size, depth)
     if out is None:
         above = valid_input_size(input_size, depth)
@@ -91,7 +83,7 @@ def output_size(input_size, depth=4):
 
 def margin(depth=4):
     """Pixels lost on *each* side of the input: (input - output) / 2, e.g. 92 for depth 4."""
-    depth = _check_int(depth, "depth", 0)
+    depth = check_int(depth, "depth", minimum=0)
     n = valid_input_size(1, depth)
     return (n - output_size(n, depth)) // 2
 
@@ -105,5 +97,5 @@ def input_size_for_output(size, depth=4):
     >>> output_size(input_size_for_output(390))
     404
     """
-    size = _check_int(size, "size", 1)
+    size = check_int(size, "size", minimum=1)
     return valid_input_size(size + 2 * margin(depth), depth)

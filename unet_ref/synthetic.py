@@ -25,6 +25,7 @@ import numbers
 import numpy as np
 from scipy import ndimage
 
+from unet_ref.checks import check_int
 from unet_ref.masks import label_cells
 
 __all__ = ["synthetic_sample", "synthetic_dataset"]
@@ -47,9 +48,9 @@ def _shape(size):
 def _rng(seed):
     if isinstance(seed, np.random.Generator):
         return seed
-    if seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and seed >= 0):
-        return np.random.default_rng(seed)
-    raise TypeError(f"seed must be a non-negative int, None or a numpy Generator, got {seed!r}")
+    if seed is None:
+        return np.random.default_rng()
+    return np.random.default_rng(check_int(seed, "seed (an int, None or a numpy Generator)", minimum=0))
 
 
 def _smooth_field(rng, shape, scale):
@@ -188,9 +189,7 @@ def synthetic_dataset(count, size=512, seed=0):
     larger `count` with the same seed extends the dataset without changing its first images.
     Masks are `labels > 0` (use `synthetic_sample` to get them as uint8 {0, 255}).
     """
-    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
-        raise ValueError(f"count must be a positive int, got {count!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise TypeError(f"seed must be a non-negative int, got {seed!r}")
-    samples = [synthetic_sample(size, seed=np.random.default_rng([int(seed), i])) for i in range(int(count))]
+    count = check_int(count, "count", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
+    samples = [synthetic_sample(size, seed=np.random.default_rng([seed, i])) for i in range(count)]
     return np.stack([s[0] for s in samples]), np.stack([s[2] for s in samples])

@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from unet_ref.checks import check_int
 from unet_ref.images import normalize_image
 from unet_ref.masks import CELL_CLASS
 from unet_ref.sizes import margin, output_size, valid_input_size
@@ -215,11 +216,9 @@ def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, p
 
     depth, in_channels, n_classes, base_filters = _model_geometry(model)
     images, is_stack = _as_stack(image, in_channels, stack)  # (N, H, W, C)
-    if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, np.integer)) or memory_budget < 1:
-        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
-                                   or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    check_int(memory_budget, "memory_budget (bytes)", minimum=1)
+    if batch_size is not None:
+        check_int(batch_size, "batch_size", minimum=1)
     m = margin(depth)
     transforms = [(k, flip) for flip in (False, True) for k in range(4)] if tta else [(0, False)]
 

@@ -38,84 +38,73 @@ import json
 import os
 import pathlib
 
+from unet_ref.checks import check_int, check_real
 from unet_ref.files import atomic_write
+from unet_ref.loss import DEFAULT_LEARNING_RATES
 
-__all__ = ["TrainConfig", "PRESETS", "config_fields", "resolve_config", "train", "load_run", "distribution_strategy"]
+__all__ = ["TrainConfig", "PRESETS", "setting", "config_fields", "resolve_config", "train", "load_run",
+           "distribution_strategy"]
+
+
+def setting(default, help, *, choices=None, minimum=None, maximum=None, above=None, below=None):
+    """A TrainConfig field: its default, its help text (the command line's --help) and the
+    values it accepts, in one place."""
+    bounds = dict(minimum=minimum, maximum=maximum, above=above, below=below)
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "bounds": bounds})
 
 
 @dataclasses.dataclass
 class TrainConfig:
+    """Every hyper-parameter of a training run (defaults: the paper's configuration)."""
+
     # data
-    data: str = ""  # ISBI / image-mask folder or TIFF stacks; "" = synthetic data
-    val_count: int = 5  # the last val_count images are held out for validation
-    synthetic_count: int = 12  # synthetic images (when data is "")
-    synthetic_size: int = 256  # their side in px
-    # model (paper: 64 filters, depth 4, dropout 0.5)
-    base_filters: int = 64
-    depth: int = 4
-    dropout: float = 0.5
+    data: str = setting("", "data folder or TIFF stack (ISBI layout train/image, train/label; or image/mask "
+                            "folders); empty = synthetic data")
+    val_count: int = setting(5, "number of images held out for validation (the last ones)", minimum=1)
+    synthetic_count: int = setting(12, "number of synthetic images when no --data is given", minimum=2)
+    synthetic_size: int = setting(256, "side of the synthetic images in px", minimum=16)
+    # model
+    base_filters: int = setting(64, "filters of the first level (paper: 64), doubled per level", minimum=1)
+    depth: int = setting(4, "number of max-pooling levels (paper: 4)", minimum=1, maximum=16)
+    dropout: float = setting(0.5, "dropout rate at the end of the contracting path (paper: 0.5)", minimum=0, below=1)
     # training tiles (input size; the output is output_size(tile_size, depth))
-    tile_size: int = 572
-    batch_size: int = 1
+    tile_size: int = setting(572, "training input tile size, a valid U-Net input size (paper: 572)", minimum=1)
+    batch_size: int = setting(1, "tiles per step (global batch under a distribution strategy; paper: 1)", minimum=1)
     # weight map
-    w0: float = 10.0
-    sigma: float = 5.0
+    w0: float = setting(10.0, "weight map border weight w0 (paper: 10)", minimum=0)
+    sigma: float = setting(5.0, "weight map border width sigma in px (paper: 5)", above=0)
     # optimiser
-    optimizer: str = "sgd"
-    learning_rate: float = 3e-3  # unet_ref.loss.DEFAULT_LEARNING_RATES["sgd"]: 0.01 did not learn
-    momentum: float = 0.99
+    optimizer: str = setting("sgd", "sgd (paper) or adam", choices=tuple(DEFAULT_LEARNING_RATES))
+    learning_rate: float = setting(None, "learning rate; default: the optimiser's measured rate "
+                                         "(unet_ref.loss.DEFAULT_LEARNING_RATES; the paper gives none)", above=0)
+    momentum: float = setting(0.99, "SGD momentum (paper: 0.99)", minimum=0, below=1)
     # schedule
-    epochs: int = 100
-    steps_per_epoch: int = 100
-    validation_steps: int = 10
-    time_limit_minutes: float = 0.0  # stop after the epoch that crosses it; 0 = no limit
+    epochs: int = setting(100, "number of epochs", minimum=1)
+    steps_per_epoch: int = setting(100, "training steps per epoch", minimum=1)
+    validation_steps: int = setting(10, "validation batches per epoch (un-augmented tiles)", minimum=1)
+    time_limit_minutes: float = setting(0.0, "stop after the epoch that crosses this wall time (0 = no limit)",
+                                        minimum=0)
     # bookkeeping
-    out: str = "runs/unet"
-    seed: int = 0
-    backup_every: int = 0  # steps between backups for resuming; 0 = every epoch
-    val_pixel_error: bool = True  # overlap-tile prediction of the validation images each epoch
-    predict_tile_size: int = 0  # tile size for overlap-tile prediction; 0 = chosen by predict_tiled
-    verbose: int = 1  # Keras progress: 1 = bar, 2 = one line per epoch, 0 = silent
+    out: str = setting("runs/unet", "output folder for config.json, checkpoints and logs")
+    seed: int = setting(0, "seed of data split, augmentation and initialisation", minimum=0)
+    backup_every: int = setting(0, "steps between resume backups (0 = at the end of each epoch)", minimum=0)
+    val_pixel_error: bool = setting(True, "predict the validation images with overlap-tile each epoch "
+                                          "(val_pixel_error, val_rand_error)")
+    predict_tile_size: int = setting(0, "tile size for overlap-tile prediction (0 = chosen by predict_tiled)",
+                                     minimum=0)
+    verbose: int = setting(1, "Keras progress: 1 = bar, 2 = one line per epoch, 0 = silent", minimum=0, maximum=2)
 
-
-CONFIG_HELP = {
-    "data": "data folder or TIFF stack (ISBI layout train/image, train/label; or image/mask folders); empty = synthetic",
-    "val_count": "number of images held out for validation (the last ones)",
-    "synthetic_count": "number of synthetic images when no --data is given",
-    "synthetic_size": "side of the synthetic images in px",
-    "base_filters": "filters of the first level (paper: 64), doubled per level",
-    "depth": "number of max-pooling levels (paper: 4)",
-    "dropout": "dropout rate at the end of the contracting path (paper: 0.5)",
-    "tile_size": "training input tile size, a valid U-Net input size (paper: 572)",
-    "batch_size": "tiles per step (global batch under a distribution strategy; paper: 1)",
-    "w0": "weight map border weight w0 (paper: 10)",
-    "sigma": "weight map border width sigma in px (paper: 5)",
-    "optimizer": "sgd (paper) or adam",
-    "learning_rate": "learning rate",
-    "momentum": "SGD momentum (paper: 0.99)",
-    "epochs": "number of epochs",
-    "steps_per_epoch": "training steps per epoch",
-    "validation_steps": "validation batches per epoch (un-augmented tiles)",
-    "time_limit_minutes": "stop after the epoch that crosses this wall time (0 = no limit)",
-    "out": "output folder for config.json, checkpoints and logs",
-    "seed": "seed of data split, augmentation and initialisation",
-    "backup_every": "steps between resume backups (0 = at the end of each epoch)",
-    "val_pixel_error": "predict the validation images with overlap-tile each epoch (val_pixel_error, val_rand_error)",
-    "predict_tile_size": "tile size for overlap-tile prediction (0 = chosen by predict_tiled)",
-    "verbose": "Keras progress: 1 = bar, 2 = one line per epoch, 0 = silent",
-}
 
 PRESETS = {
     # Ronneberger et al. 2015: 64 filters, 4 poolings, 572 x 572 tiles, batch 1, SGD with
-    # momentum 0.99, dropout 0.5. The learning rate is not given in the paper; 3e-3 is the
-    # measured SGD default of unet_ref.loss (0.01-0.1 did not learn with momentum 0.99).
+    # momentum 0.99, dropout 0.5; the learning rate is the measured SGD default.
     "paper": TrainConfig(),
     # CPU-sized: `unet-ref demo` trains it (1,200 steps) in about 2 minutes on 2 idle cores
     # and reaches a held-out pixel error of 0.036, vs 0.18 for the all-cell predictor; the
     # time limit keeps the demo under 10 minutes on a busy machine.
     "tutorial": TrainConfig(
         base_filters=16, depth=3, dropout=0.0, tile_size=188, batch_size=4, optimizer="adam",
-        learning_rate=1e-3, epochs=40, steps_per_epoch=30, validation_steps=4, synthetic_count=16,
+        epochs=40, steps_per_epoch=30, validation_steps=4, synthetic_count=16,
         synthetic_size=256, val_count=3, out="runs/tutorial", time_limit_minutes=7.0,
     ),
 }
@@ -139,16 +128,25 @@ def resolve_config(preset="tutorial", overrides=None):
 
 
 def _check_config(config):
+    """Every field against its `setting` (type, bounds, choices), then the size arithmetic
+    and the data path: all before TensorFlow is imported."""
     from unet_ref.sizes import output_size
 
+    for field in dataclasses.fields(TrainConfig):
+        value, meta = getattr(config, field.name), field.metadata
+        if field.type is bool or field.type == "bool":
+            if not isinstance(value, bool):
+                raise TypeError(f"{field.name} must be true or false, got {value!r}")
+        elif meta["choices"] is not None:
+            if value not in meta["choices"]:
+                raise ValueError(f"{field.name} must be one of {list(meta['choices'])}, got {value!r}")
+        elif field.type in (int, "int"):
+            check_int(value, field.name, meta["bounds"]["minimum"], meta["bounds"]["maximum"])
+        elif field.type in (float, "float") and value is not None:
+            check_real(value, field.name, **meta["bounds"])
+        elif field.type in (str, "str") and not isinstance(value, str):
+            raise TypeError(f"{field.name} must be a string, got {value!r}")
     output_size(config.tile_size, config.depth)  # ValueError naming the nearest valid sizes
-    if config.optimizer not in ("sgd", "adam"):
-        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {config.optimizer!r}")
-    for name in ("base_filters", "batch_size", "epochs", "steps_per_epoch", "validation_steps"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
-    if not 0.0 <= config.dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
     if config.data and not os.path.exists(config.data):
         raise FileNotFoundError(f"data {config.data} does not exist")
 

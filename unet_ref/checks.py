@@ -1,0 +1,55 @@
+"""Argument checks shared by every public function: one wording for every message.
+
+A wrong type raises TypeError, a value out of range ValueError; both name the argument,
+what was expected and what was given. bool is not accepted as a number (True is an int
+in Python, but `depth=True` is a mistake, not a depth of 1).
+"""
+import math
+import numbers
+
+__all__ = ["check_int", "check_real"]
+
+
+def _range_text(minimum, maximum, above, below):
+    parts = []
+    if minimum is not None:
+        parts.append(f">= {minimum}")
+    if above is not None:
+        parts.append(f"> {above}")
+    if maximum is not None:
+        parts.append(f"<= {maximum}")
+    if below is not None:
+        parts.append(f"< {below}")
+    return " and ".join(parts)
+
+
+def check_int(value, name, minimum=None, maximum=None):
+    """`value` as an int, if it is an integer (Python or numpy, not bool) in
+    [minimum, maximum]; else TypeError / ValueError naming `name`.
+
+    >>> check_int(3, "depth", minimum=1)
+    3
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be an integer {_range_text(minimum, maximum, None, None)}, got {value}")
+    return int(value)
+
+
+def check_real(value, name, minimum=None, maximum=None, *, above=None, below=None):
+    """`value` as a float, if it is a finite real number (not bool) with value >= minimum,
+    <= maximum, > above and < below (each bound optional); else TypeError / ValueError.
+
+    >>> check_real(0.5, "dropout", minimum=0, below=1)
+    0.5
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if not math.isfinite(value) or (minimum is not None and value < minimum) \
+            or (maximum is not None and value > maximum) or (above is not None and value <= above) \
+            or (below is not None and value >= below):
+        bounds = _range_text(minimum, maximum, above, below)
+        raise ValueError(f"{name} must be a finite number{' ' + bounds if bounds else ''}, got {value!r}")
+    return value
