@@ -5,10 +5,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from unet_ref.augment import (Transform, augment, displacement_field, random_transform,
-                              spline_coefficients, vary_gray_values, warp)
+from unet_ref.augment import (DIHEDRAL, Transform, augment, dihedral, dihedral_inverse, displacement_field,
+                              random_transform, spline_coefficients, vary_gray_values, warp)
+from unet_ref.images import mirror_pad
 from unet_ref.synthetic import synthetic_sample
-from unet_ref.tiling import mirror_pad
 
 
 def blocks(shape=(96, 80), size=16):
@@ -215,3 +215,62 @@ def test_augmentation_figure_is_written_atomically(tmp_path):
     other = plot_synthetic_vs_isbi(tmp_path / "figures" / "data.png", image, mask, size=64)
     assert path.read_bytes()[:8] == other.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in path.parent.iterdir()) == ["augment.png", "data.png"]  # no temp files left
+
+
+# --- the same code on volumes (D, H, W): scipy's N-D splines and the written-out rules ---
+
+
+def test_3d_displacement_field_is_the_cubic_spline_of_the_3x3x3_knots():
+    t = random_transform((21, 17, 13), np.random.default_rng(0))
+    assert t.displacement.shape == (3, 3, 3, 3) and len(t.shift) == 3
+    zz, yy, xx = np.mgrid[-5:26, :17, 3:19]  # a window that leaves the volume on two axes
+    field = displacement_field(t, (-5, 0, 3), zz.shape)
+    for k in range(3):
+        expected = ndimage.map_coordinates(t.displacement[k], [zz / 10.0, yy / 8.0, xx / 6.0], order=3, mode="mirror")
+        np.testing.assert_allclose(field[k], expected, atol=1e-9)
+
+
+@pytest.mark.parametrize("channels", [None, 2])
+def test_3d_warp_samples_like_scipy_and_rotates_only_in_plane(channels):
+    rng = np.random.default_rng(2)
+    shape = (9, 14, 11)
+    image = rng.random(shape if channels is None else (*shape, channels))
+    labels = rng.integers(0, 50, shape)
+    t = random_transform(shape, rng, sigma=3.0)
+    t = Transform(t.displacement, t.image_shape, t.shift, rot90=1, flip=True)
+    positions = np.asarray([p for p in np.mgrid[-2:7, 3:17, -4:9]], float) + rng.uniform(-0.5, 0.5, (3, 9, 14, 13))
+    warped = warp(image, t, order=3, positions=positions)
+    planes = [image] if channels is None else [image[..., c] for c in range(channels)]
+    expected = [ndimage.map_coordinates(p, positions, order=3, mode="mirror") for p in planes]
+    expected = expected[0] if channels is None else np.stack(expected, axis=-1)
+    # the tile turns in its (H, W) plane: D stays first
+    np.testing.assert_allclose(dihedral_inverse(warped, 1, True, axes=(1, 2)), expected, atol=1e-5)
+    assert warped.shape[:3] == (9, 13, 14)
+    # nearest: round half to even, then reflect (the 2-D kernel's rule), per axis
+    def mirror(index, length):
+        index = np.abs(index) % (2 * (length - 1))
+        return np.where(index >= length, 2 * (length - 1) - index, index)
+
+    index = [mirror(np.rint(p).astype(int), n) for p, n in zip(positions, shape)]
+    nearest = warp(labels, t, order=0, positions=positions)
+    np.testing.assert_array_equal(dihedral_inverse(nearest, 1, True, axes=(1, 2)), labels[tuple(index)])
+
+
+def test_3d_augment_warps_image_and_labels_alike():
+    labels = np.kron(np.arange(27).reshape(3, 3, 3), np.ones((6, 6, 6), int))  # (18, 18, 18) blocks
+    image, warped = augment(labels.astype(np.uint8) * 9, labels, np.random.default_rng(1), gray_values=False)
+    assert image.shape == warped.shape == labels.shape
+    # the image was made from the labels, so the warped image is the warped labels (to spline error)
+    inside = ndimage.binary_erosion(warped == ndimage.grey_erosion(warped, 3), iterations=2)
+    np.testing.assert_allclose(image[inside] * 255, warped[inside] * 9.0, atol=1.0)
+
+
+def test_the_eight_symmetries_are_distinct_and_undone_by_their_inverse():
+    square = np.arange(16).reshape(4, 4)
+    seen = {dihedral(square, k, f).tobytes() for k, f in DIHEDRAL}
+    assert len(seen) == 8
+    volume = np.arange(2 * 3 * 3 * 2).reshape(2, 3, 3, 2)  # (D, H, W, C)
+    for k, f in DIHEDRAL:
+        turned = dihedral(volume, k, f, axes=(1, 2))
+        assert np.array_equal(turned[0], dihedral(volume[0], k, f))  # slice by slice, D untouched
+        assert np.array_equal(dihedral_inverse(turned, k, f, axes=(1, 2)), volume)

@@ -144,3 +144,21 @@ def test_mixed_float16_computes_in_half_precision_but_returns_float32_logits():
     assert model.get_layer("down0_conv1").compute_dtype == "float16"
     out = model(np.random.default_rng(5).random((1, 92, 92, 1), dtype=np.float32))
     assert keras.backend.standardize_dtype(out.dtype) == "float32"
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_3d_unet_is_the_same_network_with_3d_layers_and_the_same_size_arithmetic(depth):
+    from unet_ref.model import spatial_layers
+    from unet_ref.sizes import output_size, valid_input_size
+
+    model = build_unet(base_filters=2, depth=depth, ndim=3)
+    sizes = [valid_input_size(n, depth) for n in (20, 30, 40)]  # a different valid size per axis
+    out = model.compute_output_shape((1, *sizes, 1))
+    assert out == (1, *(output_size(n, depth) for n in sizes), 2)
+    assert unet_depth(model) == depth
+    assert sum(isinstance(layer, spatial_layers(3).conv) for layer in model.layers) == 4 * depth + 3
+    # the same layers, names and parameter count per kernel position as the 2-D network
+    flat = build_unet(base_filters=2, depth=depth)
+    assert [layer.name for layer in model.layers] == [layer.name for layer in flat.layers]
+    with pytest.raises(ValueError, match="ndim"):
+        build_unet(base_filters=2, depth=1, ndim=4)

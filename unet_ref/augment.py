@@ -18,10 +18,18 @@ with cubic splines (order 3), the instance labels with the nearest neighbour (or
 so label ids are never interpolated -- the notebook interpolated its masks and then
 computed weight maps on the blurred result.
 
-Missing context at the image border is mirrored, scipy mode "mirror" (... x2 x1 | x0 x1
-x2 ...): the edge pixel is not repeated, so a border membrane keeps its width. This is
-numpy's np.pad mode "reflect", the one the overlap-tile predictor uses
-(`unet_ref.tiling.MIRROR_MODE`), so training and prediction see the same context.
+Missing context at the image border is mirrored about the edge pixel, which is not
+repeated (... x2 x1 | x0 x1 x2 ...), so a border membrane keeps its width: the extension
+of `unet_ref.images` (scipy's "mirror", numpy's "reflect"), the one the overlap-tile
+predictor uses, so training and prediction see the same context.
+
+Axes. Everything works on a tuple of spatial axes: (H, W) images, and (D, H, W) volumes
+with a 3 x 3 x 3 grid of knots (the 3-D U-Net's augmentation). Flips and 90-degree
+rotations act in the plane of the last two axes (`dihedral`), so the slice axis of an
+anisotropic stack is never turned into an in-plane axis; the overlap-tile predictor's
+test-time augmentation uses the same `dihedral`. The sampling loops of ext/_warp.pyx
+are specialised to 2-D; other dimensions use scipy.ndimage.map_coordinates, which
+computes the same splines.
 """
 import dataclasses
 import functools
@@ -32,23 +40,40 @@ import numpy as np
 from scipy import ndimage
 
 from unet_ref import _warp
-from unet_ref.images import normalize_image
+from unet_ref.images import SCIPY_MIRROR_MODE, normalize_image
 
 __all__ = ["Transform", "random_transform", "displacement_field", "sample_positions", "warp", "vary_gray_values",
-           "augment", "spline_coefficients", "MIRROR_MODE"]
+           "augment", "spline_coefficients", "dihedral", "dihedral_inverse", "DIHEDRAL"]
 
-MIRROR_MODE = "mirror"  # scipy's name for numpy's "reflect"; see the module docstring
+# The 8 symmetries of the square as (rot90, flip): rotate k x 90 degrees, then flip.
+DIHEDRAL = tuple((k, flip) for flip in (False, True) for k in range(4))
+
+
+def dihedral(array, rot90=0, flip=False, axes=(0, 1)):
+    """Rotate `array` by rot90 x 90 degrees in the plane of `axes` (counter-clockwise for
+    (0, 1), as np.rot90), then flip it along axes[1]: one of the 8 `DIHEDRAL` symmetries.
+    A view (no copy); lossless, a permutation of the pixels."""
+    out = np.rot90(array, rot90, axes=axes)
+    return np.flip(out, axes[1]) if flip else out
+
+
+def dihedral_inverse(array, rot90=0, flip=False, axes=(0, 1)):
+    """Undo `dihedral(array, rot90, flip, axes)`."""
+    out = np.flip(array, axes[1]) if flip else array
+    return np.rot90(out, -rot90, axes=axes)
 
 
 @dataclasses.dataclass(frozen=True)
 class Transform:
     """A random geometric transform of one image (all lengths in px).
 
-    displacement : (2, grid, grid) float -- (dy, dx) at knots spanning the image
-    image_shape : (H, W) of the image the knots span
-    shift : (dy, dx) added to every sample position
-    rot90 : number of counter-clockwise 90-degree turns of the tile (0-3)
-    flip : flip the tile left-right (after the rotation)
+    displacement : (ndim, grid, ..., grid) float -- the displacement along each axis at
+        knots spanning the image, e.g. (2, 3, 3) = (dy, dx) on a 3 x 3 grid
+    image_shape : the spatial shape the knots span, (H, W) or (D, H, W)
+    shift : one shift per axis, added to every sample position
+    rot90 : number of counter-clockwise 90-degree turns of the tile (0-3), in the plane of
+        the last two axes
+    flip : flip the tile along its last axis (after the rotation)
     """
     displacement: np.ndarray
     image_shape: tuple
@@ -56,13 +81,18 @@ class Transform:
     rot90: int = 0
     flip: bool = False
 
+    @property
+    def ndim(self):
+        return len(self.image_shape)
+
 
 def random_transform(image_shape, rng, *, sigma=10.0, grid=3, max_shift=8.0, flips=True):
     """Draw a `Transform`: elastic (paper: 3 x 3 grid, sigma 10 px), shift, flip/rotation.
 
     Parameters
     ----------
-    image_shape : (H, W)
+    image_shape : tuple of int
+        The spatial shape, (H, W) or (D, H, W) (no channel axis).
     rng : numpy.random.Generator
         The only source of randomness.
     sigma : float
@@ -72,20 +102,22 @@ def random_transform(image_shape, rng, *, sigma=10.0, grid=3, max_shift=8.0, fli
     max_shift : float
         Shift drawn uniformly from [-max_shift, max_shift] px per axis.
     flips : bool
-        Draw one of the 8 flips/90-degree rotations (else the identity).
+        Draw one of the 8 flips/90-degree rotations of the last two axes (else the identity).
     """
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    if len(image_shape) < 2 or min(image_shape[:2]) < 1:
-        raise ValueError(f"image_shape must be (H, W) with H, W >= 1, got {image_shape!r}")
+    if len(image_shape) < 2 or min(image_shape) < 1:
+        raise ValueError(f"image_shape must be the spatial shape, (H, W) or (D, H, W), with sides >= 1, "
+                         f"got {image_shape!r}")
     if not (np.isfinite(sigma) and sigma >= 0 and np.isfinite(max_shift) and max_shift >= 0):
         raise ValueError(f"sigma and max_shift must be finite and >= 0, got {sigma}, {max_shift}")
     if int(grid) != grid or grid < 2:
         raise ValueError(f"grid must be an int >= 2, got {grid!r}")
-    displacement = rng.normal(0.0, sigma, size=(2, int(grid), int(grid)))
-    shift = tuple(rng.uniform(-max_shift, max_shift, size=2))
+    ndim = len(image_shape)
+    displacement = rng.normal(0.0, sigma, size=(ndim,) + (int(grid),) * ndim)
+    shift = tuple(rng.uniform(-max_shift, max_shift, size=ndim))
     rot90, flip = (int(rng.integers(4)), bool(rng.integers(2))) if flips else (0, False)
-    return Transform(displacement, tuple(int(s) for s in image_shape[:2]), shift, rot90, flip)
+    return Transform(displacement, tuple(int(s) for s in image_shape), shift, rot90, flip)
 
 
 @functools.lru_cache(maxsize=32)
@@ -94,10 +126,10 @@ def _knot_table(length, grid):
     positions 0 .. length - 1 of an image axis (knot i sits at i (L - 1) / (g - 1)).
 
     The field is linear in the knot values, so the spline of each unit vector gives the
-    tensor-product spline as two small matrix products. Cached: every tile of an image
-    reads the same table."""
+    tensor-product spline as a product of small matrices, one per axis. Cached: every
+    tile of an image reads the same table."""
     knot_coords = np.arange(length) * ((grid - 1) / max(length - 1, 1))
-    table = np.stack([ndimage.map_coordinates(e, knot_coords[None], order=3, mode=MIRROR_MODE)
+    table = np.stack([ndimage.map_coordinates(e, knot_coords[None], order=3, mode=SCIPY_MIRROR_MODE)
                       for e in np.eye(grid)], 1)
     table.flags.writeable = False
     return table
@@ -112,79 +144,117 @@ def _knot_weights(start, count, length, grid):
     return _knot_table(length, grid)[np.where(index >= length, 2 * (length - 1) - index, index)]
 
 
-def displacement_field(transform, top_left=(0, 0), size=None):
-    """Per-pixel displacement (2, h, w) float64 on the window at `top_left` of `size`.
+def _window(transform, top_left, size):
+    """(top_left, size) as int tuples, one per axis (defaults: the origin, the image)."""
+    ndim = transform.ndim
+    size = transform.image_shape if size is None else tuple(size)
+    top_left = (0,) * ndim if top_left is None else top_left
+    try:
+        top_left = tuple(operator.index(v) for v in top_left)
+    except TypeError:
+        count = {2: "two", 3: "three"}.get(ndim, str(ndim))
+        raise TypeError(f"top_left must be {count} integers (a pixel position), got {top_left!r}") from None
+    if len(top_left) != ndim or len(size) != ndim:
+        raise ValueError(f"top_left and size must have one entry per axis ({ndim}), got {top_left!r} and {size!r}")
+    return top_left, size
+
+
+def displacement_field(transform, top_left=None, size=None):
+    """Per-pixel displacement (ndim, *size) float64 on the window at `top_left` of `size`.
 
     `size` defaults to the image shape. The window may extend past the image: the field
     continues smoothly (mirrored spline).
     """
-    h, w = size if size is not None else transform.image_shape
-    try:
-        top, left = (operator.index(v) for v in top_left)
-    except TypeError:
-        raise TypeError(f"top_left must be two integers (a pixel position), got {top_left!r}") from None
+    top_left, size = _window(transform, top_left, size)
     grid = transform.displacement.shape[1]
-    by = _knot_weights(top, h, transform.image_shape[0], grid)  # (h, grid)
-    bx = _knot_weights(left, w, transform.image_shape[1], grid)  # (w, grid)
-    return np.stack([by @ transform.displacement[k] @ bx.T for k in range(2)])  # (2, h, w)
+    weights = [_knot_weights(start, n, length, grid)  # (n, grid) per axis
+               for start, n, length in zip(top_left, size, transform.image_shape)]
+    fields = []
+    for knots in transform.displacement:  # (grid,) * ndim: one component
+        for b in weights:  # contract the first knot axis with its weights; its pixel axis goes last
+            knots = np.tensordot(knots, b, axes=([0], [1]))
+        fields.append(knots)  # (*size)
+    return np.stack(fields)  # (ndim, *size)
 
 
-def spline_coefficients(image):
-    """Cubic B-spline coefficients of `image` (H, W[, C]) float, along H and W only.
+def spline_coefficients(image, ndim=2):
+    """Cubic B-spline coefficients of `image` (*S[, C]) float along its first `ndim` axes.
 
     `warp(..., prefiltered=True)` takes these instead of the image, so the prefilter runs
     once per image instead of once per tile."""
     image = np.asarray(image, dtype=np.float64)
-    for axis in (0, 1):
-        image = ndimage.spline_filter1d(image, order=3, axis=axis, mode=MIRROR_MODE)
+    for axis in range(ndim):
+        image = ndimage.spline_filter1d(image, order=3, axis=axis, mode=SCIPY_MIRROR_MODE)
     return image
 
 
-def sample_positions(transform, top_left=(0, 0), size=None, elastic=True):
-    """Image positions (2, h, w) float64 that the window's pixels are read from:
-    top_left + (i, j) + shift (+ the displacement field if `elastic`), before flips/rotations.
+def sample_positions(transform, top_left=None, size=None, elastic=True):
+    """Image positions (ndim, *size) float64 that the window's pixels are read from:
+    top_left + index + shift (+ the displacement field if `elastic`), before flips and
+    rotations.
 
     Compute once and pass to `warp(positions=...)` to warp several arrays alike."""
-    h, w = size if size is not None else transform.image_shape
-    ys = np.arange(h) + (top_left[0] + transform.shift[0])  # (h,)
-    xs = np.arange(w) + (top_left[1] + transform.shift[1])  # (w,)
-    positions = displacement_field(transform, top_left, (h, w)) if elastic else np.zeros((2, h, w))
-    positions[0] += ys[:, None]
-    positions[1] += xs[None, :]
-    return positions  # (2, h, w)
+    top_left, size = _window(transform, top_left, size)
+    positions = displacement_field(transform, top_left, size) if elastic else np.zeros((len(size), *size))
+    for axis, (start, n, shift) in enumerate(zip(top_left, size, transform.shift)):
+        along = [1] * len(size)
+        along[axis] = n
+        positions[axis] += (np.arange(n) + (start + shift)).reshape(along)
+    return positions  # (ndim, *size)
 
 
-def warp(array, transform, *, order, top_left=(0, 0), size=None, prefiltered=False, elastic=True,
+def _mirror_index(index, length):
+    """Integer positions reflected into [0, length) with period 2 (length - 1)."""
+    if length == 1:
+        return np.zeros_like(index)
+    index = np.abs(index) % (2 * (length - 1))
+    return np.where(index >= length, 2 * (length - 1) - index, index)
+
+
+def _nearest_index(coords, shape):
+    """Flat indices (*size) into an array of `shape` of the samples nearest to `coords`:
+    rounded half to even, then mirrored (as ext/_warp.pyx's nearest_index in 2-D)."""
+    if len(shape) == 2:
+        index = np.empty(coords.shape[1:], np.intp)
+        _warp.nearest_index(coords, shape[0], shape[1], index)
+        return index
+    rounded = [_mirror_index(np.rint(c).astype(np.intp), n) for c, n in zip(coords, shape)]
+    return np.ravel_multi_index(rounded, shape)
+
+
+def warp(array, transform, *, order, top_left=None, size=None, prefiltered=False, elastic=True,
          positions=None):
-    """Sample `array` (H, W[, C]) on a window through `transform`.
+    """Sample `array` (*S) or (*S, C) on a window through `transform`.
 
     Parameters
     ----------
-    array : (H, W) or (H, W, C) array
+    array : (*S) or (*S, C) array, S = transform.image_shape, e.g. (H, W) or (H, W, C)
         The image (order 3; float) or instance labels (order 0; any integer dtype).
     transform : Transform
     order : int
         Interpolation order: 3 for images, 0 for labels (ids are never mixed).
-    top_left, size : (int, int)
+    top_left, size : tuple of int, one per axis
         Window in image coordinates (may extend past the image: mirrored context);
         default the whole image.
     prefiltered : bool
         `array` holds `spline_coefficients` of the image (order 3 only).
     elastic : bool
         Apply the displacement field (False: only shift, flip and rotation).
-    positions : (2, h, w) array, optional
+    positions : (ndim, *size) array, optional
         `sample_positions(transform, top_left, size, elastic)`, computed once for several
         arrays; replaces top_left, size and elastic.
 
     Returns
     -------
-    (h, w[, C]) array, float32 for order > 0, `array.dtype` for order 0; the output pixel
-    (i, j) before flipping/rotating comes from image position top_left + (i, j) + shift + D.
+    (*size[, C]) array, float32 for order > 0, `array.dtype` for order 0; the output pixel
+    p before flipping/rotating comes from image position top_left + p + shift + D.
     """
     array = np.asarray(array)
-    if array.ndim not in (2, 3) or tuple(array.shape[:2]) != transform.image_shape:
-        raise ValueError(f"array must be (H, W) or (H, W, C) with (H, W) = {transform.image_shape}, "
-                         f"got shape {array.shape}")
+    ndim = transform.ndim
+    spatial = tuple(transform.image_shape)
+    if array.ndim not in (ndim, ndim + 1) or tuple(array.shape[:ndim]) != spatial:
+        axes = "(H, W) or (H, W, C)" if ndim == 2 else f"{ndim} spatial axes and optional channels"
+        raise ValueError(f"array must be {axes} with spatial shape {spatial}, got shape {array.shape}")
     if array.dtype == bool:  # a mask: looked up as the same bytes (order 0), else a 0/1 image
         if order != 0:
             return warp(array.astype(np.float32), transform, order=order, top_left=top_left, size=size,
@@ -193,29 +263,26 @@ def warp(array, transform, *, order, top_left=(0, 0), size=None, prefiltered=Fal
                     elastic=elastic, positions=positions).view(bool)
     coords = sample_positions(transform, top_left, size, elastic) if positions is None else positions
     coords = np.asarray(coords, dtype=np.float64)
-    if coords.ndim != 3 or coords.shape[0] != 2 or not np.isfinite(coords).all():
-        raise ValueError(f"positions must be a finite (2, h, w) array, got shape {coords.shape}")
-    height, width = array.shape[:2]
+    if coords.ndim != ndim + 1 or coords.shape[0] != ndim or not np.isfinite(coords).all():
+        raise ValueError(f"positions must be a finite ({ndim}, *size) array, got shape {coords.shape}")
+    channels = array.shape[ndim:]  # () or (C,)
     if order == 0:
-        # nearest neighbour as an index look-up (ext/_warp.pyx), ids copied, never mixed
-        index = np.empty(coords.shape[1:], np.intp)  # (h, w) flat indices into (H, W)
-        _warp.nearest_index(coords, height, width, index)
-        out = array.reshape(height * width, *array.shape[2:])[index]
-    elif order == 3:
+        # nearest neighbour as an index look-up: ids copied, never mixed
+        out = array.reshape(math.prod(spatial), *channels)[_nearest_index(coords, spatial)]
+    elif order == 3 and ndim == 2:
         # ext/_warp.pyx: what map_coordinates(order=3, mode="mirror", prefilter=False)
         # computes, specialised to 2-D and ~3.5x faster (the pipeline's largest cost)
         coefficients = array if prefiltered else spline_coefficients(array)
-        coefficients = np.ascontiguousarray(coefficients.reshape(height, width, -1), dtype=np.float64)
-        out = np.empty((*coords.shape[1:], coefficients.shape[2]), np.float32)  # (h, w, C)
+        coefficients = np.ascontiguousarray(coefficients.reshape(*spatial, -1), dtype=np.float64)
+        out = np.empty((*coords.shape[1:], coefficients.shape[-1]), np.float32)  # (h, w, C)
         _warp.cubic_sample(coefficients, coords, out)
-        out = out[..., 0] if array.ndim == 2 else out
+        out = out if channels else out[..., 0]
     else:
-        channels = [array] if array.ndim == 2 else [array[..., c] for c in range(array.shape[2])]
-        out = [ndimage.map_coordinates(a, coords, output=np.float32, order=order, mode=MIRROR_MODE,
-                                       prefilter=not prefiltered) for a in channels]
-        out = out[0] if array.ndim == 2 else np.stack(out, axis=-1)
-    out = np.rot90(out, transform.rot90)  # lossless: a permutation of the pixels
-    return np.ascontiguousarray(out[:, ::-1] if transform.flip else out)
+        planes = [array] if not channels else [array[..., c] for c in range(channels[0])]
+        out = [ndimage.map_coordinates(a, coords, output=np.float32, order=order, mode=SCIPY_MIRROR_MODE,
+                                       prefilter=not prefiltered) for a in planes]
+        out = np.stack(out, axis=-1) if channels else out[0]
+    return np.ascontiguousarray(dihedral(out, transform.rot90, transform.flip, axes=(ndim - 2, ndim - 1)))
 
 
 def vary_gray_values(image, rng, *, gamma=0.25, contrast=0.15, brightness=0.08):
@@ -240,9 +307,9 @@ def augment(image, labels, rng, *, sigma=10.0, grid=3, max_shift=8.0, flips=True
 
     Parameters
     ----------
-    image : (H, W) or (H, W, C)
+    image : (*S) or (*S, C), S = (H, W) or (D, H, W)
         Any dtype `normalize_image` accepts.
-    labels : (H, W) int
+    labels : (*S) int
         Instance labels (or a binary mask); warped with the nearest neighbour.
     rng : numpy.random.Generator
     sigma, grid, max_shift, flips : see `random_transform`.
@@ -251,7 +318,7 @@ def augment(image, labels, rng, *, sigma=10.0, grid=3, max_shift=8.0, flips=True
 
     Returns
     -------
-    image : float32 in [0, 1], same shape (rotations by 90 degrees swap H and W)
+    image : float32 in [0, 1], same shape (rotations by 90 degrees swap the last two axes)
     labels : same dtype as `labels`, holding only values of the input
 
     Examples
@@ -264,8 +331,9 @@ def augment(image, labels, rng, *, sigma=10.0, grid=3, max_shift=8.0, flips=True
     """
     labels = np.asarray(labels)
     image = normalize_image(image)
-    if image.shape[:2] != labels.shape or labels.ndim != 2:
-        raise ValueError(f"labels must be (H, W) matching image {image.shape[:2]}, got shape {labels.shape}")
+    if labels.ndim < 2 or image.shape[:labels.ndim] != labels.shape or image.ndim > labels.ndim + 1:
+        raise ValueError(f"labels must be the image's spatial shape ((H, W) for an (H, W[, C]) image of shape "
+                         f"{image.shape}), got shape {labels.shape}")
     if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
         raise TypeError(f"labels must be an integer or bool array, got dtype {labels.dtype}")
     transform = random_transform(labels.shape, rng, sigma=sigma, grid=grid, max_shift=max_shift, flips=flips)

@@ -1,14 +1,41 @@
-"""How raw images become network input: one normalisation for training and prediction.
+"""How raw images become network input: one normalisation and one mirroring, for training
+and prediction alike.
 
-Integer images are scaled by the largest value their dtype can hold (uint8 / 255,
-uint16 / 65535), so that a model trained on 8-bit ISBI slices sees the same range from a
-16-bit TIFF of the same scene. Float images are taken to be in [0, 1] already and are only
-cast to float32. The training pipeline, the overlap-tile predictor and the command line
-all call `normalize_image`; nothing else converts intensities.
+Intensities. Integer images are scaled by the largest value their dtype can hold (uint8 /
+255, uint16 / 65535), so that a model trained on 8-bit ISBI slices sees the same range
+from a 16-bit TIFF of the same scene. Float images are taken to be in [0, 1] already and
+are only cast to float32. The training pipeline, the overlap-tile predictor and the
+command line all call `normalize_image`; nothing else converts intensities.
+
+Context beyond the border. The paper extrapolates missing context by mirroring. Here the
+mirror is about the edge pixel, which is not repeated (... x2 x1 | x0 x1 x2 ...), so a
+1 px membrane on the border stays 1 px wide in the context (the notebook used numpy's
+"symmetric", ... x1 x0 | x0 x1 ..., which doubles the edge pixel). numpy calls this
+extension "reflect" (`MIRROR_MODE`, used by `mirror_pad` for overlap-tile prediction) and
+scipy.ndimage calls it "mirror" (`SCIPY_MIRROR_MODE`, used by the elastic deformation's
+splines): one extension, two libraries' names for it, both defined here.
 """
 import numpy as np
 
-__all__ = ["normalize_image"]
+__all__ = ["normalize_image", "mirror_pad", "MIRROR_MODE", "SCIPY_MIRROR_MODE"]
+
+MIRROR_MODE = "reflect"  # np.pad's name for the mirror about the edge pixel
+SCIPY_MIRROR_MODE = "mirror"  # scipy.ndimage's name for the same extension
+
+
+def mirror_pad(image, before, after):
+    """Mirror-pad the leading (spatial) axes of `image` by `before` and `after` px.
+
+    `before`/`after` give one pad per spatial axis, e.g. (rows, cols) for an (H, W[, C])
+    image; trailing axes (channels) are not padded. Works for pads wider than the image
+    (np.pad then reflects again and again, a periodic mirror), so a 1 x 1 or 7 x 300 image
+    still gets its full context.
+    """
+    if len(before) != len(after) or len(before) > np.ndim(image):
+        raise ValueError(f"before and after must give one pad per spatial axis, got {before} and {after} for an "
+                         f"array of shape {np.shape(image)}")
+    pad = list(zip(before, after)) + [(0, 0)] * (np.ndim(image) - len(before))
+    return np.pad(image, pad, mode=MIRROR_MODE)
 
 
 def normalize_image(image, name="image"):

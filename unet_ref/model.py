@@ -12,25 +12,46 @@ and maps a 572 x 572 tile to 388 x 388; the size arithmetic lives in `unet_ref.s
 
 The model returns logits, not probabilities: the loss (`unet_ref.loss`) takes a
 log-softmax of them, and prediction (`unet_ref.tiling`) a softmax.
+
+One definition for images and volumes: the layer classes are looked up by the number of
+spatial dimensions in one place (`spatial_layers`, as MONAI's `spatial_dims`), so
+`build_unet(ndim=3)` is the same network with 3x3x3 convolutions, 2x2x2 pooling and
+2x2x2 up-convolutions (the 3-D U-Net of Cicek et al., MICCAI 2016, without its batch
+normalisation).
 """
+import types
+
 import keras
 from keras import layers
 
 from unet_ref.checks import check_int, check_real
 from unet_ref.sizes import margin, output_size
 
-__all__ = ["build_unet", "unet_depth"]
+__all__ = ["build_unet", "unet_depth", "spatial_layers"]
+
+
+def spatial_layers(ndim):
+    """The Keras layer classes of a U-Net with `ndim` spatial axes (2: images, 3: volumes):
+    conv, pool (max-pooling), upconv (transposed convolution) and crop."""
+    check_int(ndim, "ndim (2 for images, 3 for volumes)", minimum=2, maximum=3)
+    return types.SimpleNamespace(
+        conv=getattr(layers, f"Conv{ndim}D"),
+        pool=getattr(layers, f"MaxPooling{ndim}D"),
+        upconv=getattr(layers, f"Conv{ndim}DTranspose"),
+        crop=getattr(layers, f"Cropping{ndim}D"),
+    )
 
 
 def _conv3x3(x, filters, name):
     # valid padding: every output pixel sees only real image context (overlap-tile);
     # He-normal = the paper's Gaussian with standard deviation sqrt(2/N), N = 9 * in_channels
-    return layers.Conv2D(filters, 3, padding="valid", activation="relu",
-                         kernel_initializer="he_normal", name=name)(x)
+    # (3 x 3 x 3 kernels in 3-D: N = 27 * in_channels)
+    conv = spatial_layers(len(x.shape) - 2).conv
+    return conv(filters, 3, padding="valid", activation="relu", kernel_initializer="he_normal", name=name)(x)
 
 
 def build_unet(base_filters=64, depth=4, n_classes=2, in_channels=1, dropout=0.5,
-               name="unet", input_size=None):
+               name="unet", input_size=None, ndim=2):
     """Build the U-Net of Ronneberger et al. (2015).
 
     Parameters
@@ -52,13 +73,16 @@ def build_unet(base_filters=64, depth=4, n_classes=2, in_channels=1, dropout=0.5
         Name of the Keras model.
     input_size : int or None
         None (default) builds a fully convolutional model for any valid input size.
-        An int fixes a square input, checked with `unet_ref.sizes.output_size`.
+        An int fixes a square (cubic) input, checked with `unet_ref.sizes.output_size`.
+    ndim : 2 or 3
+        Spatial dimensions: 2 for images (the paper), 3 for volumes (`spatial_layers`).
 
     Returns
     -------
     keras.Model
         Input (B, H, W, in_channels) float, output logits (B, h, w, n_classes) in float32
-        (also under a ``mixed_float16`` policy), h = ``output_size(H, depth)``.
+        (also under a ``mixed_float16`` policy), h = ``output_size(H, depth)``; in 3-D
+        input (B, D, H, W, in_channels) and output (B, d, h, w, n_classes).
 
     Notes
     -----
@@ -84,9 +108,10 @@ def build_unet(base_filters=64, depth=4, n_classes=2, in_channels=1, dropout=0.5
         raise TypeError(f"name must be a non-empty string, got {name!r}")
     if input_size is not None:
         output_size(input_size, depth)  # ValueError naming the nearest valid sizes
+    nd = spatial_layers(ndim)
 
     # Shapes in comments: the paper's configuration, 572 x 572 x 1 input, 64 filters, depth 4.
-    inputs = keras.Input(shape=(input_size, input_size, in_channels), name="image")  # (B, 572, 572, 1)
+    inputs = keras.Input(shape=(input_size,) * ndim + (in_channels,), name="image")  # (B, 572, 572, 1)
     x, skips = inputs, []
     for level in range(depth):  # contracting path
         filters = base_filters * 2**level
@@ -97,7 +122,7 @@ def build_unet(base_filters=64, depth=4, n_classes=2, in_channels=1, dropout=0.5
             # Caffe release we drop here (before pool and copy) and after the bottom convs.
             x = layers.Dropout(dropout, name=f"down{level}_dropout")(x)  # (B, 64, 64, 512)
         skips.append(x)  # copied across: 568, 280, 136, 64 px
-        x = layers.MaxPooling2D(2, name=f"down{level}_pool")(x)  # level 0: (B, 284, 284, 64)
+        x = nd.pool(2, name=f"down{level}_pool")(x)  # level 0: (B, 284, 284, 64)
 
     x = _conv3x3(x, base_filters * 2**depth, "bottom_conv1")  # (B, 30, 30, 1024)
     x = _conv3x3(x, base_filters * 2**depth, "bottom_conv2")  # (B, 28, 28, 1024)
@@ -111,21 +136,21 @@ def build_unet(base_filters=64, depth=4, n_classes=2, in_channels=1, dropout=0.5
         # transposed convolution, kernel 2, stride 2: the same parameters and exactly x2 in
         # size (each input pixel becomes a learned 2x2 block). Its ReLU: the paper is silent;
         # it keeps both concatenated halves non-negative, as the next conv's He init assumes.
-        x = layers.Conv2DTranspose(filters, 2, strides=2, activation="relu", kernel_initializer="he_normal",
-                                   name=f"up{level}_upconv")(x)  # level 3: (B, 56, 56, 512)
+        x = nd.upconv(filters, 2, strides=2, activation="relu", kernel_initializer="he_normal",
+                      name=f"up{level}_upconv")(x)  # level 3: (B, 56, 56, 512)
         # Crop the copy centrally. The path below this level (pool, a U-Net of depth
         # depth-1-level, up-conv) loses 2 * margin(depth - 1 - level) px per side for every
         # valid input size, so a constant crop works with a None input size: 4, 16, 40, 88.
         crop = 2 * margin(depth - 1 - level)
-        skip = layers.Cropping2D(crop, name=f"up{level}_crop")(skips[level])  # level 3: (B, 56, 56, 512)
+        skip = nd.crop(crop, name=f"up{level}_crop")(skips[level])  # level 3: (B, 56, 56, 512)
         x = layers.Concatenate(name=f"up{level}_concat")([skip, x])  # level 3: (B, 56, 56, 1024)
         x = _conv3x3(x, filters, f"up{level}_conv1")  # level 3: (B, 54, 54, 512)
         x = _conv3x3(x, filters, f"up{level}_conv2")  # level 3: (B, 52, 52, 512); 0: (B, 388, 388, 64)
 
     # 1x1 convolution to logits: no activation (the notebook's ReLU here was a defect);
     # float32 so that the loss stays float32 under a mixed_float16 policy.
-    logits = layers.Conv2D(n_classes, 1, kernel_initializer="he_normal", dtype="float32",
-                           name="logits")(x)  # (B, 388, 388, 2)
+    logits = nd.conv(n_classes, 1, kernel_initializer="he_normal", dtype="float32",
+                     name="logits")(x)  # (B, 388, 388, 2)
     return keras.Model(inputs, logits, name=name)
 
 
@@ -137,11 +162,13 @@ def unet_depth(model):
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
-    pools = sum(isinstance(layer, layers.MaxPooling2D) for layer in model.layers)
-    upconvs = sum(isinstance(layer, layers.Conv2DTranspose) for layer in model.layers)
+    ndim = len(model.input_shape) - 2
+    nd = spatial_layers(ndim) if ndim in (2, 3) else None
+    pools = sum(isinstance(layer, nd.pool) for layer in model.layers) if nd else 0
+    upconvs = sum(isinstance(layer, nd.upconv) for layer in model.layers) if nd else 0
     if pools == 0 or pools != upconvs:
         raise ValueError(
             f"model {model.name!r} is not a U-Net from unet_ref.build_unet: it has {pools} "
-            f"MaxPooling2D and {upconvs} Conv2DTranspose layers (expected equal and >= 1)"
+            f"max-pooling and {upconvs} transposed-convolution layers (expected equal and >= 1)"
         )
     return pools
