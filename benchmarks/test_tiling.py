@@ -35,7 +35,8 @@ keras = pytest.importorskip("keras")
 
 from unet_ref.model import build_unet  # noqa: E402
 from unet_ref.sizes import margin, valid_input_size  # noqa: E402
-from unet_ref.tiling import _n_tiles, choose_tile_size, mirror_pad, predict_tiled  # noqa: E402
+from unet_ref.images import mirror_pad  # noqa: E402
+from unet_ref.tiling import _n_tiles, choose_tile_size, predict_tiled  # noqa: E402
 
 BASE_FILTERS, DEPTH = 16, 4
 

@@ -325,7 +325,8 @@ def overlap_tile_figure():
     from matplotlib.patches import Rectangle
 
     from unet_ref.sizes import margin, output_size
-    from unet_ref.tiling import _n_tiles, _stride, mirror_pad  # the tiler's own tile geometry
+    from unet_ref.images import mirror_pad
+    from unet_ref.tiling import _n_tiles, _stride  # the tiler's own tile geometry
 
     image, _ = isbi_pair(0)
     depth, tile = 4, 572

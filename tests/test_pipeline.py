@@ -7,7 +7,7 @@ from unet_ref import reference
 from unet_ref.pipeline import TileSampler, make_dataset, weight_context
 from unet_ref.sizes import margin, output_size
 from unet_ref.synthetic import synthetic_dataset, synthetic_sample
-from unet_ref.tiling import mirror_pad
+from unet_ref.images import mirror_pad
 from unet_ref.weights import balanced_class_weights
 
 

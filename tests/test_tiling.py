@@ -191,3 +191,36 @@ def test_predict_cells_yields_the_cell_channel_of_each_image_by_name(unet3):
     assert [n for n, _ in predict_cells(unet3, images)] == ["image_0", "image_1"]
     with pytest.raises(ValueError, match="^b: image of shape .* has 3 channels"):
         list(predict_cells(unet3, [images[0], np.zeros((17, 9, 3))], ["a", "b"]))
+
+
+# --- volumes: the same tiler for a 3-D model ---
+
+
+@pytest.fixture(scope="module")
+def unet3d():
+    keras.utils.set_random_seed(0)
+    return build_unet(base_filters=2, depth=2, ndim=3)
+
+
+def test_3d_result_does_not_depend_on_tile_size_and_equals_one_pass_over_the_mirrored_volume(unet3d):
+    volume = _image(9, 23, 30, seed=7)
+    m, depth = margin(2), 2
+    sizes = [valid_input_size(n + 2 * m, depth) for n in volume.shape]
+    padded = np.pad(volume, [(m, p - n - m) for n, p in zip(volume.shape, sizes)], mode="reflect")
+    logits = keras.ops.convert_to_numpy(unet3d(padded[None, ..., None], training=False))[0]
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    whole = (e / e.sum(-1, keepdims=True))[:9, :23, :30]
+    for tile in (valid_input_size(2**depth + 2 * m, depth), (52, 60, 44), None):
+        np.testing.assert_allclose(predict_tiled(unet3d, volume, tile_size=tile), whole, atol=1e-5)
+
+
+def test_3d_tta_averages_the_eight_in_plane_symmetries(unet3d):
+    from unet_ref.augment import DIHEDRAL, dihedral, dihedral_inverse
+
+    volume = _image(6, 11, 14, seed=8)
+    expected = np.mean([dihedral_inverse(predict_tiled(unet3d, dihedral(volume, k, f, axes=(1, 2)).copy()), k, f,
+                                         axes=(1, 2)) for k, f in DIHEDRAL], axis=0)
+    np.testing.assert_allclose(predict_tiled(unet3d, volume, tta=True), expected, atol=1e-6)
+    assert predict_tiled(unet3d, np.stack([volume, volume]), stack=True, tile_size=44).shape == (2, 6, 11, 14, 2)
+    with pytest.raises(ValueError, match=r"\(D, H, W\) or \(D, H, W, C\)"):
+        predict_tiled(unet3d, volume[0])

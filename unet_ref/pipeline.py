@@ -54,7 +54,8 @@ def weight_context(w0=10.0, sigma=5.0, tolerance=1e-6):
 
 class TileSampler:
     """Random training tiles (image (n, n, C) float32, labels (m, m) int32 {0, 1},
-    weights (m, m) float32) from images and their instance labels.
+    weights (m, m) float32) from images and their instance labels; for volumes
+    (D, H, W) the tiles are cubes, (n, n, n, C) and (m, m, m).
 
     Parameters
     ----------
@@ -96,13 +97,13 @@ class TileSampler:
         self.cache, self.elastic_sigma, self.grid = bool(cache), float(elastic_sigma), int(grid)
         self._decoded = {}
         first = self._load(0)
-        self.channels = 1 if first[0].ndim == 2 else first[0].shape[2]
+        self.ndim, self.channels = first[1].ndim, first[0].shape[-1]
 
     def __len__(self):
         return len(self.images)
 
     def _load(self, i):
-        """(spline coefficients or image (H, W, C) float, labels (H, W) int, w_c) of image i."""
+        """(spline coefficients or image (*S, C) float, labels (*S) int, w_c) of image i."""
         if i in self._decoded:
             return self._decoded[i]
         image, labels = self.images[i], self.labels[i]
@@ -112,14 +113,15 @@ class TileSampler:
             labels = read_image(labels)
         # contiguous labels: every tile looks its ids up in the flattened array
         image, labels = normalize_image(image, name=f"images[{i}]"), np.ascontiguousarray(labels)
-        if image.ndim not in (2, 3) or labels.ndim != 2 or image.shape[:2] != labels.shape:
+        ndim = labels.ndim
+        if ndim < 2 or image.ndim not in (ndim, ndim + 1) or image.shape[:ndim] != labels.shape:
             raise ValueError(f"images[{i}] {image.shape} and labels[{i}] {labels.shape} must be "
-                             f"(H, W[, C]) and (H, W) of the same H, W")
+                             f"(H, W[, C]) and (H, W) of the same H, W (or (D, H, W[, C]) and (D, H, W))")
         if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
             raise TypeError(f"labels[{i}] must be integer instance labels or a binary mask, got dtype {labels.dtype}")
-        if image.ndim == 2:
-            image = image[..., None]
-        entry = (spline_coefficients(image) if self.augment else image, labels,
+        if image.ndim == ndim:
+            image = image[..., None]  # (*S, 1)
+        entry = (spline_coefficients(image, ndim) if self.augment else image, labels,
                  balanced_class_weights(labels > 0))
         if self.cache:
             self._decoded[i] = entry
@@ -136,30 +138,32 @@ class TileSampler:
         """The tile triple for sample `index` (a function of (seed, index) only)."""
         rng = np.random.default_rng([self.seed, int(index)])
         coefficients, labels, class_weights = self._load(int(rng.integers(len(self.images))))
-        h, w = labels.shape
+        shape, ndim = labels.shape, labels.ndim
         n, m, c = self.tile_size, self.output_size, self.context
-        top = int(rng.integers(max(h - m, 0) + 1))  # output crop's top-left, inside the image
-        left = int(rng.integers(max(w - m, 0) + 1))  # (a crop larger than the image mirrors)
+        # the output crop's corner, inside the image (a crop larger than the image mirrors)
+        corner = tuple(int(rng.integers(max(length - m, 0) + 1)) for length in shape)
         if self.augment:
-            transform = random_transform((h, w), rng, sigma=self.elastic_sigma, grid=self.grid)
+            transform = random_transform(shape, rng, sigma=self.elastic_sigma, grid=self.grid)
         else:
-            transform = random_transform((h, w), rng, sigma=0.0, max_shift=0.0, flips=False)
+            transform = random_transform(shape, rng, sigma=0.0, max_shift=0.0, flips=False)
         # one position map for the larger of the label region and the input window; both
         # are centred on the output crop, so flips and rotations keep them aligned
         big = max(n, m + 2 * c)
-        positions = sample_positions(transform, (top - (big - m) // 2, left - (big - m) // 2), (big, big),
-                                     self.augment)
+        positions = sample_positions(transform, tuple(k - (big - m) // 2 for k in corner), (big,) * ndim,
+                                     self.augment)  # (ndim, big, ..., big)
         o, r = (big - n) // 2, (big - m) // 2 - c
         image = warp(coefficients, transform, order=3 if self.augment else 0, prefiltered=True,
-                     positions=positions[:, o:o + n, o:o + n])  # (n, n, C)
-        region = warp(labels, transform, order=0, positions=positions[:, r:r + m + 2 * c, r:r + m + 2 * c])
+                     positions=positions[(slice(None),) + (slice(o, o + n),) * ndim])  # (n, ..., n, C)
+        region = warp(labels, transform, order=0,
+                      positions=positions[(slice(None),) + (slice(r, r + m + 2 * c),) * ndim])
         # connected regions of equal id: a mirrored copy of a cell is another cell
         region = split_regions(region)
-        crop = np.s_[c:c + m, c:c + m]
-        weights = self._weight_map(region, class_weights, crop)  # (m, m), the region as context
+        crop = (slice(c, c + m),) * ndim
+        weights = self._weight_map(region, class_weights, crop)  # (m, ..., m), the region as context
         if self.augment:
             image = vary_gray_values(image, rng)
-        return image.astype(np.float32, copy=False), (region[crop] > 0).astype(np.int32), weights
+        cells = (region[crop] > 0).astype(np.int32)  # class 1 = cell (unet_ref.masks.CELL_CLASS)
+        return image.astype(np.float32, copy=False), cells, weights
 
 
 def make_dataset(images, labels, *, tile_size, depth=4, batch_size=1, augment=True, seed=0,
@@ -196,7 +200,7 @@ def make_dataset(images, labels, *, tile_size, depth=4, batch_size=1, augment=Tr
 
     sampler = TileSampler(images, labels, tile_size, depth, augment=augment, w0=w0, sigma=sigma,
                           seed=seed, cache=cache, **sampler_options)
-    n, m, channels = sampler.tile_size, sampler.output_size, sampler.channels
+    n, m, ndim, channels = sampler.tile_size, sampler.output_size, sampler.ndim, sampler.channels
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     autotune = tf.data.AUTOTUNE
 
@@ -207,9 +211,9 @@ def make_dataset(images, labels, *, tile_size, depth=4, batch_size=1, augment=Tr
         # one Python call per batch, not per tile: less tf.data overhead per tile
         image, label, weight = tf.numpy_function(
             sample_batch, [indices], [tf.float32, tf.int32, tf.float32], stateful=False)
-        image.set_shape((batch_size, n, n, channels))  # (B, n, n, C)
-        label.set_shape((batch_size, m, m))  # (B, m, m)
-        weight.set_shape((batch_size, m, m))  # (B, m, m)
+        image.set_shape((batch_size,) + (n,) * ndim + (channels,))  # (B, n, n, C)
+        label.set_shape((batch_size,) + (m,) * ndim)  # (B, m, m)
+        weight.set_shape((batch_size,) + (m,) * ndim)  # (B, m, m)
         return image, label, weight
 
     if num_tiles is None:

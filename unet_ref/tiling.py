@@ -11,25 +11,28 @@ start on the network's pooling grid (multiples of 2**d px), so every 2x2 max-poo
 groups the same pixels as in the whole-image pass. Memory is bounded by one batch of
 tiles; only the padded input image and the output probabilities are held whole.
 
-Shapes: image (H, W) or (H, W, C); stack (N, H, W[, C]); output (..., H, W, n_classes).
+Two steps: `plan_tiles` fixes the geometry (tile, output tile, stride and count per
+axis, the mirror padding, the tile origins), `predict_tiled` runs the batches and
+pastes the output tiles. Everything works per spatial axis, for images (H, W) and
+volumes (D, H, W) alike.
+
+Shapes: image (*S) or (*S, C); stack (N, *S[, C]); output (..., *S, n_classes), with
+S = (H, W) for a 2-D model and (D, H, W) for a 3-D one.
 """
+import dataclasses
+import itertools
 import math
 
 import numpy as np
 
+from unet_ref.augment import DIHEDRAL, dihedral, dihedral_inverse
 from unet_ref.checks import check_int
-from unet_ref.images import normalize_image
+from unet_ref.images import mirror_pad, normalize_image
 from unet_ref.masks import CELL_CLASS
 from unet_ref.sizes import margin, output_size, valid_input_size
 
-__all__ = ["predict_tiled", "predict_cells", "choose_tile_size", "mirror_pad", "MIRROR_MODE", "DEFAULT_MEMORY_BUDGET"]
-
-# numpy's "reflect" mirrors about the edge pixel (... x2 x1 | x0 x1 x2 ...) without
-# repeating it, so a 1 px membrane on the border stays 1 px wide in the context. The
-# notebook used "symmetric" (... x1 x0 | x0 x1 ...), which doubles the edge pixel.
-# For pads wider than the image np.pad reflects again and again (a periodic mirror), so
-# a 1 x 1 or 7 x 300 image still gets its 92 px of context.
-MIRROR_MODE = "reflect"
+__all__ = ["predict_tiled", "predict_cells", "plan_tiles", "TilePlan", "choose_tile_size", "tile_bytes",
+           "DEFAULT_MEMORY_BUDGET"]
 
 # Activation memory allowed for one batch of tiles (bytes), an estimate from the base
 # filter count. 1 GiB lets the paper's network (64 base filters) take ~700 px tiles and
@@ -42,30 +45,27 @@ DEFAULT_MEMORY_BUDGET = 2**30
 _BYTES_PER_PIXEL_PER_FILTER = 32
 
 
-def mirror_pad(image, before, after):
-    """Mirror-pad the first two axes of `image` (H, W[, C]) by `before` and `after` px.
-
-    `before`/`after` are (rows, cols) pairs. Uses `MIRROR_MODE`; works for pads wider
-    than the image.
-    """
-    pad = [(before[0], after[0]), (before[1], after[1])] + [(0, 0)] * (image.ndim - 2)
-    return np.pad(image, pad, mode=MIRROR_MODE)
+def tile_bytes(tile_shape, base_filters, in_channels):
+    """Estimated activation memory (bytes) of one input tile of `tile_shape` px: the one
+    formula behind the default tile and batch sizes."""
+    return (_BYTES_PER_PIXEL_PER_FILTER * base_filters + 4 * in_channels) * math.prod(tile_shape)
 
 
 def _model_geometry(model):
-    """(depth, in_channels, n_classes, base_filters) read from a built U-Net."""
-    from unet_ref.model import unet_depth  # imports TensorFlow; only when predicting
+    """(ndim, depth, in_channels, n_classes, base_filters) read from a built U-Net."""
+    from unet_ref.model import spatial_layers, unet_depth  # imports TensorFlow; only when predicting
 
     depth = unet_depth(model)
+    ndim = len(model.input_shape) - 2
     in_channels, n_classes = model.input_shape[-1], model.output_shape[-1]
     if in_channels is None or n_classes is None:
         raise ValueError(
             f"model must declare its channel counts, got input_shape={model.input_shape}, "
             f"output_shape={model.output_shape}; build it with unet_ref.build_unet"
         )
-    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    convs = [layer for layer in model.layers if type(layer) is spatial_layers(ndim).conv]
     base_filters = convs[0].filters if convs else 64  # first 3x3 conv; else assume the paper's 64
-    return depth, in_channels, n_classes, base_filters
+    return ndim, depth, in_channels, n_classes, base_filters
 
 
 def _stride(tile, depth):
@@ -84,17 +84,64 @@ def _smallest_tile(depth):
     return valid_input_size(2**depth + 2 * margin(depth), depth)
 
 
-def choose_tile_size(model, height, width, *, batch_size=1, memory_budget=DEFAULT_MEMORY_BUDGET):
-    """Input tile (rows, cols) for an image of `height` x `width` px under a memory budget.
+@dataclasses.dataclass(frozen=True)
+class TilePlan:
+    """How an image of `shape` is cut into tiles; one entry per spatial axis.
 
-    The largest square tile whose activations fit `memory_budget` bytes for `batch_size`
-    tiles fixes how many tiles each axis needs; then each side shrinks to the smallest
-    valid size that still covers the image with that many tiles (a 7 x 300 image gets a
-    flat tile, a small image one tile just big enough).
+    tile: input tile size; output: output tile size; stride: px between tile origins
+    (the output rounded down to the pooling grid); count: tiles along the axis;
+    margin: px of context lost on each side.
     """
-    depth, in_channels, _, base_filters = _model_geometry(model)
-    per_pixel = _BYTES_PER_PIXEL_PER_FILTER * base_filters + 4 * in_channels
-    side = math.isqrt(max(memory_budget // (per_pixel * batch_size), 1))
+    shape: tuple
+    tile: tuple
+    output: tuple
+    stride: tuple
+    count: tuple
+    margin: int
+
+    @property
+    def padding(self):
+        """(before, after) mirror padding per axis: the margin before, the margin plus
+        whatever fills the last tile after."""
+        return tuple((self.margin, (k - 1) * s + t - n - self.margin)
+                     for n, t, s, k in zip(self.shape, self.tile, self.stride, self.count))
+
+    def origins(self):
+        """Tile origins, in reading order: of the input tile in the padded image, which is
+        also the output tile's origin in the image."""
+        return itertools.product(*(range(0, k * s, s) for k, s in zip(self.count, self.stride)))
+
+    @property
+    def n_tiles(self):
+        return math.prod(self.count)
+
+
+def plan_tiles(shape, tile, depth):
+    """The `TilePlan` of an image of spatial `shape` for input tiles `tile` (one valid
+    size per axis, e.g. from `choose_tile_size`) and a U-Net of `depth`."""
+    tile = tuple(int(t) for t in tile)
+    return TilePlan(shape=tuple(int(n) for n in shape), tile=tile,
+                    output=tuple(output_size(t, depth) for t in tile),
+                    stride=tuple(_stride(t, depth) for t in tile),
+                    count=tuple(_n_tiles(n, t, depth) for n, t in zip(shape, tile)),
+                    margin=margin(depth))
+
+
+def choose_tile_size(model, *shape, batch_size=1, memory_budget=DEFAULT_MEMORY_BUDGET):
+    """Input tile (one size per axis) for an image of spatial `shape` under a memory budget,
+    e.g. ``choose_tile_size(model, height, width)``.
+
+    The largest square (cubic) tile whose activations fit `memory_budget` bytes for
+    `batch_size` tiles fixes how many tiles each axis needs; then each side shrinks to
+    the smallest valid size that still covers the image with that many tiles (a 7 x 300
+    image gets a flat tile, a small image one tile just big enough).
+    """
+    ndim, depth, in_channels, _, base_filters = _model_geometry(model)
+    if len(shape) != ndim:
+        raise ValueError(f"shape must give {ndim} sizes for a {ndim}-D model, got {shape}")
+    pixels = max(memory_budget // (tile_bytes((1,) * ndim, base_filters, in_channels) * batch_size), 1)
+    side = round(pixels ** (1 / ndim))  # the largest side with side**ndim <= pixels, exactly
+    side -= side**ndim > pixels
     n_max = _smallest_tile(depth)
     while (n := valid_input_size(n_max + 1, depth)) <= side:  # valid sizes are 2**depth apart
         n_max = n
@@ -105,14 +152,15 @@ def choose_tile_size(model, height, width, *, batch_size=1, memory_budget=DEFAUL
             n = valid_input_size(n + 1, depth)
         return n
 
-    return shrink(height), shrink(width)
+    return tuple(shrink(length) for length in shape)
 
 
-def _check_tile(tile_size, depth):
-    """tile_size (int or (rows, cols)) -> (rows, cols), each a valid input with stride > 0."""
-    tiles = (tile_size, tile_size) if np.ndim(tile_size) == 0 else tuple(tile_size)
-    if len(tiles) != 2:
-        raise ValueError(f"tile_size must be an int or a (rows, cols) pair, got {tile_size!r}")
+def _check_tile(tile_size, depth, ndim):
+    """tile_size (int or one per axis) -> a tuple, each a valid input with stride > 0."""
+    tiles = (tile_size,) * ndim if np.ndim(tile_size) == 0 else tuple(tile_size)
+    if len(tiles) != ndim:
+        pair = "a (rows, cols) pair" if ndim == 2 else f"{ndim} sizes"
+        raise ValueError(f"tile_size must be an int or {pair}, got {tile_size!r}")
     for n in tiles:
         try:
             output_size(n, depth)
@@ -127,20 +175,22 @@ def _check_tile(tile_size, depth):
     return tiles
 
 
-def _as_stack(image, in_channels, stack):
-    """Normalised float32 (N, H, W, C) and whether the input was a stack."""
+def _as_stack(image, ndim, in_channels, stack):
+    """Normalised float32 (N, *S, C) and whether the input was a stack."""
     image = normalize_image(image, "image")
     shape = image.shape
     if stack is None:
-        stack = image.ndim == 4
-    expected = "(N, H, W) or (N, H, W, C)" if stack else "(H, W) or (H, W, C)"
-    if image.ndim not in ((3, 4) if stack else (2, 3)):
+        stack = image.ndim == ndim + 2
+    axes = "H, W" if ndim == 2 else "D, H, W"
+    expected = f"(N, {axes}) or (N, {axes}, C)" if stack else f"({axes}) or ({axes}, C)"
+    gray = ndim + 1 if stack else ndim
+    if image.ndim not in (gray, gray + 1):
         raise ValueError(f"image must be {expected}, got a {image.ndim}-D array of shape {shape}")
-    if image.ndim == (3 if stack else 2):
+    if image.ndim == gray:
         image = image[..., None]  # grayscale: add the channel axis
     if image.shape[-1] != in_channels:
         hint = ""
-        if not stack and image.ndim == 3 and in_channels == 1:
+        if not stack and image.ndim == ndim + 1 and in_channels == 1:
             hint = f"; if this is a stack of {shape[0]} grayscale images, pass stack=True"
         raise ValueError(
             f"image of shape {shape} has {image.shape[-1]} channels but the model takes "
@@ -149,14 +199,27 @@ def _as_stack(image, in_channels, stack):
     return (image if stack else image[None]), stack
 
 
-def _dihedral(a, k, flip):
-    """One of the 8 flips/rotations of an (H, W, ...) array: flip columns, then rotate k x 90."""
-    return np.rot90(a[:, ::-1] if flip else a, k)
+def _predict_view(model, image, plan, out, batch, bar):
+    """Fill `out` (*S, n_classes) with the softmax of the model over `image` (*S, C): pad,
+    cut the tiles of `plan`, run them `batch` at a time, paste the output tiles."""
+    import keras
 
-
-def _dihedral_inverse(a, k, flip):
-    a = np.rot90(a, -k)
-    return a[:, ::-1] if flip else a
+    padded = mirror_pad(image, *zip(*plan.padding))
+    origins = list(plan.origins())
+    for start in range(0, len(origins), batch):
+        chunk = origins[start:start + batch]
+        tiles = np.stack([padded[tuple(slice(o, o + t) for o, t in zip(origin, plan.tile))]
+                          for origin in chunk])  # (B, *tile, C)
+        # predict_on_batch runs a compiled graph (inference mode): it frees each
+        # activation as soon as it is used, ~3x less peak memory than model(x).
+        logits = model.predict_on_batch(tiles)  # (B, *output, n_classes)
+        probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
+        for origin, p in zip(chunk, probabilities):
+            # clipped at the image's far border; overlapping px (stride < output) get the
+            # same value from both tiles
+            inside = tuple(slice(0, min(o + t, n) - o) for o, t, n in zip(origin, plan.output, plan.shape))
+            out[tuple(slice(o, o + t) for o, t in zip(origin, plan.output))] = p[inside]
+        bar.update(len(chunk))
 
 
 def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, progress=None,
@@ -166,25 +229,28 @@ def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, p
     Parameters
     ----------
     model : keras.Model
-        A U-Net from `unet_ref.build_unet` (output = logits). Its depth (and so the
-        margin), channel counts and base filter count are read from the model.
+        A U-Net from `unet_ref.build_unet` (output = logits). Its dimensions and depth
+        (and so the margin), channel counts and base filter count are read from the model.
     image : array_like
         (H, W) or (H, W, C) image, any H, W >= 1, integer or float; normalised with
         `unet_ref.images.normalize_image` exactly as in training. A 4-D array is a stack
         (N, H, W, C). A 3-D array is always one (H, W, C) image unless ``stack=True``,
-        which reads it as a grayscale stack (N, H, W): the code never guesses.
-    tile_size : int or (int, int), optional
-        Input tile size, a valid network input (`unet_ref.sizes.valid_input_size`).
-        Default: `choose_tile_size` under `memory_budget`.
+        which reads it as a grayscale stack (N, H, W): the code never guesses. For a 3-D
+        model, a volume (D, H, W[, C]) or a stack of them.
+    tile_size : int or tuple of int, optional
+        Input tile size, a valid network input (`unet_ref.sizes.valid_input_size`), one
+        for all axes or one per axis. Default: `choose_tile_size` under `memory_budget`.
     batch_size : int, optional
         Tiles per forward pass. Default: as many as fit in `memory_budget` (at least 1).
     tta : bool
         Average the probabilities over the 8 flips/rotations of the image (the paper
-        averaged rotated versions for its ISBI submission). 8x the compute.
+        averaged rotated versions for its ISBI submission), the `DIHEDRAL` symmetries of
+        `unet_ref.augment` in the plane of the last two axes. 8x the compute.
     progress : bool, optional
         Show a tqdm progress bar over tiles. Default: only for more than 16 tiles.
     stack : bool, optional
-        True: the first axis indexes images. False: one image. None: 4-D means a stack.
+        True: the first axis indexes images. False: one image. None: 4-D (5-D for a 3-D
+        model) means a stack.
     memory_budget : int
         Bytes of activations allowed for one batch of tiles (default 1 GiB).
 
@@ -195,10 +261,10 @@ def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, p
 
     Notes
     -----
-    The image is mirrored (`MIRROR_MODE`) by the margin on each side (more at the bottom
-    and right to fill whole tiles). Tile origins are multiples of the output tile size
-    rounded down to 2**depth px, so neighbouring output tiles overlap by a few px
-    (4 px at depth 4) and the result equals one pass over the whole mirrored image.
+    The image is mirrored (`unet_ref.images.mirror_pad`) by the margin on each side (more
+    at the far end to fill whole tiles). Tile origins are multiples of the output tile size
+    rounded down to 2**depth px, so neighbouring output tiles overlap by a few px (4 px at
+    depth 4) and the result equals one pass over the whole mirrored image.
 
     Examples
     --------
@@ -211,57 +277,40 @@ def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, p
     >>> predict_tiled(model, np.stack([image, image]), stack=True, tile_size=60).shape
     (2, 37, 50, 2)
     """
-    import keras  # deferred: importing unet_ref.tiling does not pay for TensorFlow
     from tqdm.auto import tqdm
 
-    depth, in_channels, n_classes, base_filters = _model_geometry(model)
-    images, is_stack = _as_stack(image, in_channels, stack)  # (N, H, W, C)
+    ndim, depth, in_channels, n_classes, base_filters = _model_geometry(model)
+    images, is_stack = _as_stack(image, ndim, in_channels, stack)  # (N, *S, C)
     check_int(memory_budget, "memory_budget (bytes)", minimum=1)
     if batch_size is not None:
         check_int(batch_size, "batch_size", minimum=1)
-    m = margin(depth)
-    transforms = [(k, flip) for flip in (False, True) for k in range(4)] if tta else [(0, False)]
+    tiles = _check_tile(tile_size, depth, ndim) if tile_size is not None else None
+    plane = (ndim - 2, ndim - 1)  # TTA turns and flips the last two axes
+    transforms = DIHEDRAL if tta else DIHEDRAL[:1]
 
-    # One plan (tile, stride, tile count) per transformed image shape: rotations swap H, W.
-    def plan(h, w):
-        tiles = _check_tile(tile_size, depth) if tile_size is not None else choose_tile_size(
-            model, h, w, batch_size=batch_size or 1, memory_budget=memory_budget)
-        outs = [output_size(t, depth) for t in tiles]
-        strides = [_stride(t, depth) for t in tiles]
-        counts = [_n_tiles(n, t, depth) for n, t in zip((h, w), tiles)]
-        return tiles, outs, strides, counts
-
-    _, h, w, _ = images.shape
-    plans = {(h, w): plan(h, w), (w, h): plan(w, h)}
-    total = len(images) * sum(math.prod(plans[(w, h) if k % 2 else (h, w)][3]) for k, _ in transforms)
-    per_tile = (_BYTES_PER_PIXEL_PER_FILTER * base_filters + 4 * in_channels) * math.prod(plans[(h, w)][0])
+    plans = {}  # one plan per transformed shape: a quarter turn swaps the last two axes
+    for k, flip in transforms:
+        view_shape = dihedral(images[0, ..., 0], k, flip, axes=plane).shape
+        if view_shape not in plans:
+            plans[view_shape] = plan_tiles(view_shape, tiles or choose_tile_size(
+                model, *view_shape, batch_size=batch_size or 1, memory_budget=memory_budget), depth)
+    total = len(images) * sum(plans[dihedral(images[0, ..., 0], k, f, axes=plane).shape].n_tiles
+                              for k, f in transforms)
+    per_tile = tile_bytes(plans[images.shape[1:-1]].tile, base_filters, in_channels)
     batch = batch_size or max(1, min(memory_budget // per_tile, total))
     bar = tqdm(total=total, unit="tile", desc="predict_tiled",
                disable=(not progress) if progress is not None else (True if total <= 16 else None))
 
-    result = (np.zeros if tta else np.empty)((len(images), h, w, n_classes), np.float32)
+    shape = images.shape[1:-1]
+    result = (np.zeros if tta else np.empty)((len(images), *shape, n_classes), np.float32)
     for i, img in enumerate(images):
         for k, flip in transforms:
-            view = _dihedral(img, k, flip)  # (h', w', C)
-            (th, tw), (oh, ow), (sh, sw), (ky, kx) = plans[view.shape[:2]]
-            hv, wv = view.shape[:2]
-            # top/left: the margin; bottom/right: the margin plus whatever fills the last tile.
-            padded = mirror_pad(view, (m, m), ((ky - 1) * sh + th - hv - m, (kx - 1) * sw + tw - wv - m))
-            pred = np.empty((hv, wv, n_classes), np.float32) if tta else result[i]  # no copy without TTA
-            origins = [(y * sh, x * sw) for y in range(ky) for x in range(kx)]
-            for start in range(0, len(origins), batch):
-                chunk = origins[start:start + batch]
-                tiles = np.stack([padded[y:y + th, x:x + tw] for y, x in chunk])  # (B, th, tw, C)
-                # predict_on_batch runs a compiled graph (inference mode): it frees each
-                # activation as soon as it is used, ~3x less peak memory than model(x).
-                logits = model.predict_on_batch(tiles)  # (B, oh, ow, n_classes)
-                probs = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
-                for (y, x), p in zip(chunk, probs):
-                    # overlapping px (stride < output) get the same value from both tiles
-                    pred[y:y + oh, x:x + ow] = p[:hv - y, :wv - x]
-                bar.update(len(chunk))
+            view = dihedral(img, k, flip, axes=plane)  # (*S', C)
+            plan = plans[view.shape[:-1]]
+            out = np.empty((*plan.shape, n_classes), np.float32) if tta else result[i]  # no copy without TTA
+            _predict_view(model, view, plan, out, batch, bar)
             if tta:
-                result[i] += _dihedral_inverse(pred, k, flip)
+                result[i] += dihedral_inverse(out, k, flip, axes=plane)
     bar.close()
     if tta:
         result /= len(transforms)
