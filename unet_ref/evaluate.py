@@ -94,6 +94,8 @@ def pixel_error(prediction, truth, threshold=0.5):
     truth : (H, W) binary mask, cell = value > 0 (e.g. uint8 {0, 255} or bool).
     threshold : float, a pixel is cell where prediction >= threshold.
 
+    Examples
+    --------
     >>> pixel_error(np.array([[0.9, 0.2], [0.7, 0.4]]), np.array([[1, 1], [1, 0]]))
     0.25
     """
