@@ -3,9 +3,10 @@
 `unet_ref.evaluate` gives quick metrics at one threshold (0.5). The challenge ranked
 entries with the organisers' Fiji code instead, public in the GitHub repository
 fiji/Trainable_Segmentation, package trainableSegmentation.metrics, as called by the
-ImageJ scripts "Segmentation evaluation metrics" (pixel, Rand and warping errors; the U-Net
-paper's table) and "Segmentation evaluation after border thinning" (V_Rand and V_Info,
-the leaderboard since 2016). This module reproduces those definitions; the kernels of
+ImageJ scripts "Segmentation evaluation metrics" (version of January 22, 2015: pixel,
+foreground-restricted Rand and warping errors; the U-Net paper's table) and "Segmentation
+evaluation after border thinning" (January 12, 2016: V_Rand and V_Info, the leaderboard
+since). We follow the current Java code; this module reproduces it, the kernels of
 ext/_challenge.pyx hold the loops. Every score sweeps thresholds of the probability map
 and keeps the best one, so a proposal is not judged at a threshold it was not tuned for.
 
@@ -189,7 +190,9 @@ def challenge_scores(probabilities, truth):
     Notes
     -----
     A proposal pixel is a cell where P > th; segments are 4-connected cells of each 2-D
-    slice (`unet_ref.masks.label_cells`). Followed, class by class and method by method:
+    slice (`unet_ref.masks.label_cells`). The Java code reads the truth as value > th (> 0
+    for the pixel error), which for a binary truth is value > 0 at every threshold.
+    Followed, class by class and method by method:
 
     - Pixel error (PixelError.getPrecisionRecallStats): 1 - the best F-score of the cell
       class, TP, FP, FN summed over slices, over th = 0, 0.1, ..., 1 (`THRESHOLDS`).
@@ -203,9 +206,11 @@ def challenge_scores(probabilities, truth):
       sorted by |P - th| (most confident first, ties in column-major order), are visited
       in turn and every one simple at its turn is flipped; passes repeat until one flips
       nothing. A mismatch left is counted if it is a SPLIT (a truth cell pixel whose
-      removal would cut its cell) or a MERGE (a membrane pixel touching two truth cells);
-      hole and object additions or deletions are forgiven. Error = (splits + merges) /
-      all pixels of all slices, minimum over th = 0, ..., 0.9 (`WARPING_THRESHOLDS`).
+      removal would cut its cell, judged in the 41 x 41 window around it) or a MERGE (a
+      membrane pixel touching two truth cells), pixel by pixel (clusterByError = false);
+      hole and object additions or deletions are forgiven (classifyMismatches2d).
+      Error = (splits + merges) / all pixels of all slices, minimum over th = 0, ..., 0.9
+      (`WARPING_THRESHOLDS`).
     - V_Rand, V_Info ("after border thinning": RandError.getMaximalVRandAfterThinning(..,
       true), VariationOfInformation.getMaximalVInfoAfterThinning): the proposal's
       membranes are thinned to 1 px by a 4-connected watershed flooding from its cells
