@@ -23,10 +23,11 @@ _EXPORTS = {
     "compile_unet": "loss",
     "weighted_cross_entropy": "loss",
     "predict_tiled": "tiling",
+    "challenge_scores": "challenge",
 }
 _SUBMODULES = {
     "reference", "sizes", "images", "weights", "model", "loss", "synthetic", "datasets",
-    "augment", "pipeline", "tiling", "train", "evaluate", "plots", "cli", "demo",
+    "augment", "pipeline", "tiling", "train", "evaluate", "challenge", "plots", "cli", "demo",
 }
 
 __all__ = sorted(_EXPORTS) + ["reference"]
