@@ -68,3 +68,22 @@ def test_invalid_size_error_names_neighbours():
 def test_bad_arguments_raise_clear_errors(bad):
     with pytest.raises((TypeError, ValueError), match="input_size"):
         output_size(bad)
+
+
+@pytest.mark.parametrize("depth", range(0, 9))
+def test_closed_forms_agree_with_the_walk(depth):
+    valid = [n for n in range(1, 12 * 2**depth + 3 * 2**depth) if brute_force_output(n, depth) is not None]
+    assert valid[0] == valid_input_size(1, depth) and all(b - a == 2**depth for a, b in zip(valid, valid[1:]))
+    for n in range(1, valid[-1] + 1, max(1, 2**depth // 4)):
+        assert valid_input_size(n, depth) == min(v for v in valid if v >= n)
+    assert margin(depth) == (valid[0] - brute_force_output(valid[0], depth)) // 2
+
+
+def test_deep_networks_get_answers_at_once_and_depth_is_bounded():
+    # a loop over candidate sizes took 1.3 s here and never returned for depth 30
+    assert valid_input_size(1, depth=18) == 12 * 2**18 - 4
+    with pytest.raises(ValueError, match=f"nearest valid input sizes are {12 * 2**30 - 4} "):
+        output_size(100, depth=30)
+    assert output_size(12 * 2**59 - 4, depth=59) == 4  # the smallest input gives 4 px, as 188 -> 4 at depth 4
+    with pytest.raises(ValueError, match="depth must be an integer >= 0 and <= 59"):
+        valid_input_size(100, depth=60)

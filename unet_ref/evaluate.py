@@ -1,8 +1,14 @@
-"""Segmentation metrics of the ISBI 2012 challenge: pixel error, adapted Rand error, VI.
+"""Quick segmentation metrics at one threshold: pixel error, adapted Rand error, VI, cell IoU.
+
+These are a quick view for training logs, the demo and a first look: NOT the ISBI 2012
+challenge's scores. The challenge (and the U-Net paper's Table 1) sweeps thresholds, keeps
+the best, counts Rand pairs its own way and adds the warping error: that is
+`unet_ref.challenge.challenge_scores`. Numbers from the two modules are comparable in
+size, not identical.
 
 The network predicts, per pixel, the probability of the *cell* class (class 1; class 0 is
 membrane). Every metric here compares that prediction, thresholded at 0.5, with a binary
-ground truth (cell = True / > 0, membrane = False / 0):
+ground truth (read by the one mask rule of `unet_ref.masks`: cell = True / > 0):
 
 - pixel error: the fraction of pixels whose class is wrong.
 - adapted Rand error and variation of information (VI) compare *segmentations*, not
@@ -12,15 +18,11 @@ ground truth (cell = True / > 0, membrane = False / 0):
   truth membrane pixels are not scored. Predicted membrane pixels inside a true cell are
   given to the nearest predicted cell (`skimage.segmentation.expand_labels`), so that a
   thick but closed predicted membrane is not counted as a split; only the topology
-  (missed or spurious boundaries) is. Computed with `skimage.metrics.adapted_rand_error`
-  and `skimage.metrics.variation_of_information`.
-- cell IoU: intersection over union of the cell class, an easy-to-read extra.
-
-How this differs from the official ISBI 2012 numbers (reported in the U-Net paper): the
-organisers' Fiji scripts thinned the borders of both segmentations before scoring, and
-report 1 - the *maximal* F-score over thresholds for the pixel and Rand errors; we use
-one threshold (0.5) and the nearest-cell assignment instead of thinning. The numbers are
-therefore comparable in size, not identical.
+  (missed or spurious boundaries) is. (The challenge's V scores instead thin the
+  proposal's membranes by a watershed.) Computed with
+  `skimage.metrics.adapted_rand_error` and `skimage.metrics.variation_of_information`.
+- cell IoU: |predicted cells AND true cells| / |predicted cells OR true cells|, over
+  pixels (the Jaccard index of the cell class), an easy-to-read extra.
 
 References: Arganda-Carreras et al., "Crowdsourcing the creation of image segmentation
 algorithms for connectomics", Front. Neuroanat. 9:142, 2015; Meila, "Comparing
@@ -80,7 +82,7 @@ def _segmentations(prediction, truth, threshold, connectivity):
     """Ground-truth cells (0 = membrane, ignored) and predicted cells covering every pixel."""
     predicted, true_cells = _as_cell_masks(prediction, truth, threshold)
     # Why expand: a predicted membrane pixel belongs to no predicted cell; giving it to the
-    # nearest one stands in for the border thinning of the official ISBI scripts.
+    # nearest one stands in for the challenge's thinning of the proposal's membranes.
     predicted_segments = expand_labels(cell_segments(predicted, connectivity), distance=np.inf)
     return cell_segments(true_cells, connectivity), predicted_segments
 

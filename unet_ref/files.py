@@ -57,10 +57,19 @@ class atomic_write:
         return False
 
 
+def _plain(value):
+    """numpy arrays and scalars as lists and Python numbers, for JSON."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
 def write_json(path, data):
-    """Write `data` as indented JSON (NaN allowed), atomically."""
+    """Write `data` as indented JSON (NaN allowed; numpy arrays as lists), atomically."""
     with atomic_write(path, "w") as f:
-        json.dump(data, f, indent=2, allow_nan=True)
+        json.dump(data, f, indent=2, allow_nan=True, default=_plain)
         f.write("\n")
 
 

@@ -12,7 +12,7 @@ their sizes from these functions; nothing else repeats the arithmetic.
 """
 from unet_ref.checks import check_int
 
-__all__ = ["output_size", "valid_input_size", "input_size_for_output", "margin", "is_valid_input_size"]
+__all__ = ["output_size", "valid_input_size", "input_size_for_output", "margin", "is_valid_input_size", "MAX_DEPTH"]
 
 
 def _output_or_reason(n, depth):
@@ -34,26 +34,53 @@ def _output_or_reason(n, depth):
     return n, None
 
 
+# The smallest valid input, 12 * 2**depth - 4 px (depth >= 2), fits a signed 64-bit integer
+# up to this depth; deeper networks have no input any array could hold.
+MAX_DEPTH = 59
+
+
+def _check_depth(depth):
+    return check_int(depth, "depth", minimum=0, maximum=MAX_DEPTH)
+
+
+def _smallest_bottom(depth):
+    """Smallest bottom feature map b (after its two convolutions) whose way up stays >= 1 px:
+    up-level l has 2**l (b - 4) + 4 px, so b >= 1 (depth 0), 3 (depth 1), 4 (deeper)."""
+    return 1 if depth == 0 else 3 if depth == 1 else 4
+
+
+def _input_for_bottom(bottom, depth):
+    """The input size whose bottom feature map is `bottom` px: undo "two convolutions, then
+    a 2x2 max-pool" per level, n = 2**depth (bottom + 4) + 4 (2**depth - 1)."""
+    return 2**depth * (bottom + 4) + 4 * (2**depth - 1)
+
+
+def _bottom_at_most(size, depth):
+    """The largest bottom size whose input is <= size (may be below the smallest)."""
+    return (size - 4 * (2**depth - 1)) // 2**depth - 4
+
+
 def is_valid_input_size(input_size, depth=4):
     """True if a square input of `input_size` px passes through a U-Net of `depth`."""
     input_size = check_int(input_size, "input_size", minimum=1)
-    depth = check_int(depth, "depth", minimum=0)
+    depth = _check_depth(depth)
     return _output_or_reason(input_size, depth)[0] is not None
 
 
 def valid_input_size(size, depth=4):
     """Smallest valid input size >= `size` for a U-Net of `depth` max-pooling levels.
 
+    Closed form: the valid sizes are 2**depth apart (`_input_for_bottom`).
+
     >>> valid_input_size(500)
     508
     >>> valid_input_size(572)
     572
     """
-    n = check_int(size, "size", minimum=1)
-    depth = check_int(depth, "depth", minimum=0)
-    while _output_or_reason(n, depth)[0] is None:
-        n += 1  # valid sizes are 2**depth apart, so this loop is short
-    return n
+    size = check_int(size, "size", minimum=1)
+    depth = _check_depth(depth)
+    bottom = max(-(-(size - 4 * (2**depth - 1)) // 2**depth) - 4, _smallest_bottom(depth))  # ceil division
+    return _input_for_bottom(bottom, depth)
 
 
 def output_size(input_size, depth=4):
@@ -68,11 +95,12 @@ def output_size(input_size, depth=4):
     4
     """
     input_size = check_int(input_size, "input_size", minimum=1)
-    depth = check_int(depth, "depth", minimum=0)
+    depth = _check_depth(depth)
     out, reason = _output_or_reason(input_size, depth)
     if out is None:
         above = valid_input_size(input_size, depth)
-        below = next((n for n in range(input_size - 1, 0, -1) if _output_or_reason(n, depth)[0]), None)
+        bottom = _bottom_at_most(input_size - 1, depth)
+        below = _input_for_bottom(bottom, depth) if bottom >= _smallest_bottom(depth) else None
         nearest = f"{below} or {above}" if below else f"{above} (the smallest valid size)"
         raise ValueError(
             f"input size {input_size} is not valid for a U-Net of depth {depth}: {reason}; "
@@ -82,10 +110,10 @@ def output_size(input_size, depth=4):
 
 
 def margin(depth=4):
-    """Pixels lost on *each* side of the input: (input - output) / 2, e.g. 92 for depth 4."""
-    depth = check_int(depth, "depth", minimum=0)
-    n = valid_input_size(1, depth)
-    return (n - output_size(n, depth)) // 2
+    """Pixels lost on *each* side of the input: (input - output) / 2 = 6 * 2**depth - 4,
+    e.g. 92 for depth 4."""
+    depth = _check_depth(depth)
+    return 6 * 2**depth - 4
 
 
 def input_size_for_output(size, depth=4):
