@@ -8,7 +8,7 @@ import pytest
 
 from unet_ref import evaluate
 from unet_ref.evaluate import (
-    as_cell_probability, cell_iou, evaluate_image, evaluate_images, format_table, pixel_error, rand_error, table_rows,
+    as_cell_probability, cell_iou, instance_scores, evaluate_image, evaluate_images, format_table, pixel_error, rand_error, table_rows,
     vi,
 )
 from unet_ref.files import write_csv, write_json
@@ -166,3 +166,22 @@ def test_saved_predictions_become_cell_probabilities_by_the_mask_rule():
         as_cell_probability(np.array([[0, 3, 254, 255]], np.uint8), "p.png")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         as_cell_probability(np.array([[0.5, 1.5]]))
+
+
+def test_instance_scores_count_matches_merges_and_splits_by_hand():
+    truth = np.zeros((10, 20), np.int32)
+    truth[1:9, 1:6], truth[1:9, 7:12], truth[1:9, 14:19] = 1, 2, 3  # three cells
+    perfect = (truth > 0).astype(float)
+    assert instance_scores(perfect, truth) == {"true_objects": 3, "predicted_objects": 3, "matched": 3,
+                                               "precision": 1.0, "recall": 1.0, "f1": 1.0, "merges": 0, "splits": 0}
+    merged = perfect.copy()
+    merged[1:9, 6] = 1.0  # the gap between cells 1 and 2 closed: one object covers both
+    merged[4, 14:19] = 0.0  # cell 3 cut in two pieces of 15 and 20 px
+    scores = instance_scores(merged, truth)
+    # objects: {1+2} (IoU 81/81 with neither: 40/81 < 0.5), two pieces of 3 (IoU 15/40, 20/40: not > 0.5)
+    assert (scores["predicted_objects"], scores["matched"], scores["merges"], scores["splits"]) == (3, 0, 1, 1)
+    assert scores["precision"] == scores["recall"] == scores["f1"] == 0.0
+    # a binary truth mask gives the same cells (its components)
+    assert instance_scores(merged, (truth > 0) * 255) == scores
+    with pytest.raises(ValueError, match="differs from truth shape"):
+        instance_scores(perfect, truth[:5])

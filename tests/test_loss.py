@@ -152,3 +152,12 @@ def test_tiny_unet_overfits_one_tile_tenfold_loss_drop_deterministically():
     first, losses = _train_tiny(STEPS)
     assert min(losses) < first / 10, (first, losses[::25])
     assert _train_tiny(10) == (first, losses[:10])  # same seed, same losses
+
+
+def test_cosine_decay_runs_the_learning_rate_down_to_zero():
+    model = compile_unet(build_unet(base_filters=2, depth=1), optimizer="adam", learning_rate=1e-3, decay_steps=10)
+    for step, expected in ((0, 1e-3), (5, 0.5e-3), (10, 0.0)):  # lr (1 + cos(pi step / 10)) / 2
+        model.optimizer.iterations.assign(step)
+        assert float(model.optimizer.learning_rate) == pytest.approx(expected, abs=1e-9)
+    with pytest.raises(ValueError, match="decay_steps"):
+        compile_unet(build_unet(base_filters=2, depth=1), decay_steps=0)

@@ -128,3 +128,18 @@ def test_bad_arguments_raise_clear_errors(data):
         TileSampler([images[0]], [labels[0].astype(float)], 44, 1)
     with pytest.raises(ValueError, match="batch_size"):
         make_dataset(images, labels, tile_size=44, depth=1, batch_size=0)
+
+
+@pytest.mark.parametrize("w0, class_balance", [(10.0, True), (0.0, True), (0.0, False)])
+def test_the_three_weightings_of_the_ablation(data, w0, class_balance):
+    # (a) the paper's map, (b) class balance only, (c) no weights: every pixel weighs 1
+    images, labels = data[0][:1], data[1][:1]  # one image: its class weights are known
+    w_membrane, w_cell = balanced_class_weights(labels[0] > 0) if class_balance else (1.0, 1.0)
+    sampler = TileSampler(images, labels, 44, 1, w0=w0, class_balance=class_balance)
+    for index in range(3):
+        _, cells, weights = sampler.sample(index)
+        w_c = np.where(cells == 1, w_cell, w_membrane).astype(np.float32)
+        if w0 == 0:
+            assert np.array_equal(weights, w_c)
+        else:  # the border term adds to w_c, somewhere a lot
+            assert np.all(weights >= w_c) and weights.max() > w_c.max() + 1

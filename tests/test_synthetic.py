@@ -57,3 +57,22 @@ def test_bad_arguments_raise_clear_errors(kwargs, error):
 def test_bad_dataset_count_raises():
     with pytest.raises(ValueError, match="count"):
         synthetic_dataset(0)
+
+
+def test_touching_cells_touch_along_long_borders_separated_by_a_thin_gap():
+    from unet_ref.masks import label_cells
+    from unet_ref.synthetic import touching_cells_sample
+
+    image, mask, labels = touching_cells_sample(192, seed=3)
+    assert np.array_equal(label_cells(mask > 0), labels)  # the mask's 8-connected cells are the labels
+    # many cells have a neighbour within 2 px (a gap, not a wide membrane) ...
+    near = ndimage.grey_dilation(labels, size=(5, 5))
+    touching = {int(k) for k in np.unique(labels[(labels > 0) & (near > labels)])}
+    assert len(touching) >= labels.max() // 2
+    # ... and the gap is faint in the image: much weaker than the cell/background edge
+    # the gap: background pixels with two different cells within 2 px
+    lowest = ndimage.grey_erosion(np.where(labels > 0, labels, labels.max() + 1), size=(5, 5))
+    gap = (labels == 0) & (lowest <= labels.max()) & (lowest != near)
+    background = ndimage.binary_erosion(labels == 0, iterations=6)
+    cells = ndimage.binary_erosion(labels > 0, iterations=3)
+    assert image[cells].mean() - image[gap].mean() < 0.3 * (image[cells].mean() - image[background].mean())

@@ -32,41 +32,44 @@ import numpy as np
 from skimage.metrics import adapted_rand_error, variation_of_information
 from skimage.segmentation import expand_labels
 
-from unet_ref.masks import CELL_CLASS, cells_from_mask, label_cells
+from unet_ref.masks import CELL_CLASS, cells_from_mask, label_cells, to_instance_labels
 
 __all__ = [
     "cell_segments", "pixel_error", "rand_error", "vi", "cell_iou", "evaluate_image",
-    "evaluate_images", "table_rows", "format_table", "as_cell_probability", "METRICS",
+    "evaluate_images", "table_rows", "format_table", "as_cell_probability", "instance_scores", "METRICS",
 ]
 
 METRICS = ("pixel_error", "rand_error", "vi_split", "vi_merge", "vi", "cell_iou")
 
 
+def _predicted_cells(prediction, threshold):
+    """Cell probabilities (or a bool mask) -> bool cells, prediction >= threshold."""
+    prediction = np.asarray(prediction)
+    if prediction.ndim != 2:
+        raise ValueError(f"prediction must be a 2-D (H, W) array, got shape {prediction.shape}")
+    if prediction.size == 0:
+        raise ValueError("prediction is empty")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    if prediction.dtype == bool:
+        return prediction
+    if np.issubdtype(prediction.dtype, np.floating):
+        if not np.all(np.isfinite(prediction)) or prediction.min() < 0 or prediction.max() > 1:
+            raise ValueError("prediction must be cell probabilities in [0, 1] (or a bool mask)")
+        return prediction >= threshold
+    raise TypeError(f"prediction must be float probabilities in [0, 1] or a bool mask, got dtype {prediction.dtype}")
+
+
 def _as_cell_masks(prediction, truth, threshold):
     """(prediction, truth) -> two bool (H, W) cell masks, with clear errors."""
-    prediction = np.asarray(prediction)
-    truth = np.asarray(truth)
+    prediction, truth = np.asarray(prediction), np.asarray(truth)
     if prediction.ndim != 2 or truth.ndim != 2:
         raise ValueError(
             f"prediction and truth must be 2-D (H, W) arrays, got shapes {prediction.shape} and {truth.shape}"
         )
     if prediction.shape != truth.shape:
         raise ValueError(f"prediction shape {prediction.shape} differs from truth shape {truth.shape}")
-    if prediction.size == 0:
-        raise ValueError("prediction is empty")
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    if prediction.dtype == bool:
-        predicted = prediction
-    elif np.issubdtype(prediction.dtype, np.floating):
-        if not np.all(np.isfinite(prediction)) or prediction.min() < 0 or prediction.max() > 1:
-            raise ValueError("prediction must be cell probabilities in [0, 1] (or a bool mask)")
-        predicted = prediction >= threshold
-    else:
-        raise TypeError(
-            f"prediction must be float probabilities in [0, 1] or a bool mask, got dtype {prediction.dtype}"
-        )
-    return predicted, cells_from_mask(truth, name="truth")
+    return _predicted_cells(prediction, threshold), cells_from_mask(truth, name="truth")
 
 
 def cell_segments(mask, connectivity=2):
@@ -207,3 +210,55 @@ def as_cell_probability(prediction, name="prediction"):
             raise ValueError(f"{name} must hold cell probabilities in [0, 1] (or be a binary mask)")
         return prediction.astype(np.float32, copy=False)
     return cells_from_mask(prediction, name=name).astype(np.float32)
+
+
+def instance_scores(prediction, truth, threshold=0.5, iou=0.5, connectivity=2, min_piece=0.1):
+    """Object-level scores: how many cells come out as separate objects.
+
+    Parameters
+    ----------
+    prediction : (H, W) cell probabilities in [0, 1] (or a bool mask); its objects are the
+        connected components of prediction >= threshold (`unet_ref.masks.label_cells`).
+    truth : (H, W) instance labels (0 = background, one id per cell), or a binary mask
+        whose components are the cells (`unet_ref.masks.to_instance_labels`).
+    iou : float
+        Matching: a predicted and a true object match if their intersection over union is
+        above `iou` (for iou >= 0.5 a match is one-to-one by construction).
+    min_piece : float
+        A predicted object counts as a piece of a split cell if it covers at least this
+        fraction of the cell.
+
+    Returns
+    -------
+    dict with
+        true_objects, predicted_objects, matched;
+        precision = matched / predicted_objects, recall = matched / true_objects (1 when
+        there is nothing to find), f1;
+        merges: true cells lost in merges, k - 1 for a predicted object that covers more
+        than half of each of k >= 2 true cells;
+        splits: extra pieces, k - 1 for a true cell divided among k >= 2 predicted objects
+        that each lie mostly (more than half of their pixels) inside it and cover at least
+        `min_piece` of it.
+    """
+    predicted = _predicted_cells(prediction, threshold)
+    truth = to_instance_labels(truth, name="truth")
+    if truth.shape != predicted.shape:
+        raise ValueError(f"prediction shape {predicted.shape} differs from truth shape {truth.shape}")
+    ours = label_cells(predicted, connectivity)
+    n_true, n_pred = int(truth.max()), int(ours.max())
+    # overlap[t, p]: pixels of true object t in predicted object p (row/column 0: background)
+    overlap = np.bincount(truth.ravel().astype(np.int64) * (n_pred + 1) + ours.ravel(),
+                          minlength=(n_true + 1) * (n_pred + 1)).reshape(n_true + 1, n_pred + 1)
+    true_size, pred_size = overlap.sum(axis=1), overlap.sum(axis=0)
+    inter = overlap[1:, 1:]
+    union = true_size[1:, None] + pred_size[None, 1:] - inter
+    matched = int(np.count_nonzero(inter > iou * union))
+    covers_half = inter * 2 > true_size[1:, None]  # p holds more than half of t
+    merges = int(np.maximum(covers_half.sum(axis=0) - 1, 0).sum())
+    pieces = (inter * 2 > pred_size[None, 1:]) & (inter >= min_piece * true_size[1:, None])
+    splits = int(np.maximum(pieces.sum(axis=1) - 1, 0).sum())
+    precision = matched / n_pred if n_pred else 1.0
+    recall = matched / n_true if n_true else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"true_objects": n_true, "predicted_objects": n_pred, "matched": matched, "precision": precision,
+            "recall": recall, "f1": f1, "merges": merges, "splits": splits}

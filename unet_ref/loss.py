@@ -22,7 +22,7 @@ Keras is imported inside the functions, so that the trainer's configuration can 
 """
 import numpy as np
 
-from unet_ref.checks import check_real
+from unet_ref.checks import check_int, check_real
 
 __all__ = ["weighted_cross_entropy", "unet_loss", "compile_unet", "DEFAULT_LEARNING_RATES"]
 
@@ -105,7 +105,7 @@ def unet_loss():
 
 
 def compile_unet(model, optimizer="sgd", learning_rate=None, momentum=0.99, jit_compile="auto",
-                 pixel_accuracy=True):
+                 pixel_accuracy=True, decay_steps=None):
     """Compile `model` with the weighted loss and the paper's (or the tutorial's) optimiser.
 
     Parameters
@@ -125,6 +125,9 @@ def compile_unet(model, optimizer="sgd", learning_rate=None, momentum=0.99, jit_
         visible.
     pixel_accuracy : bool
         Also report the (unweighted) fraction of correctly classified pixels.
+    decay_steps : int or None
+        None: a constant learning rate (the paper). An int: cosine decay from
+        `learning_rate` to 0 over that many steps (`keras.optimizers.schedules.CosineDecay`).
 
     Returns
     -------
@@ -140,6 +143,9 @@ def compile_unet(model, optimizer="sgd", learning_rate=None, momentum=0.99, jit_
     if learning_rate is None:
         learning_rate = DEFAULT_LEARNING_RATES[optimizer]
     learning_rate = check_real(learning_rate, "learning_rate", above=0)
+    if decay_steps is not None:
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, check_int(decay_steps, "decay_steps",
+                                                                                        minimum=1))
     momentum = check_real(momentum, "momentum", minimum=0, below=1)
     if jit_compile not in (True, False, "auto"):
         raise ValueError(f"jit_compile must be True, False or 'auto', got {jit_compile!r}")

@@ -72,7 +72,10 @@ class TileSampler:
         Elastic deformation, shift, flips/rotations and gray values; False gives plain
         mirrored crops (validation tiles).
     w0, sigma : float
-        Weight map parameters (paper: 10, 5).
+        Weight map parameters (paper: 10, 5); w0 = 0 leaves only the class weights.
+    class_balance : bool
+        w_c balances the class frequencies of each image (paper); False: w_c = 1, so with
+        w0 = 0 every pixel weighs 1 (the plain cross-entropy).
     seed : int
     cache : bool
         Keep decoded, normalised images (and their spline coefficients) in memory.
@@ -81,7 +84,7 @@ class TileSampler:
     """
 
     def __init__(self, images, labels, tile_size, depth=4, *, augment=True, w0=10.0, sigma=5.0,
-                 seed=0, cache=True, elastic_sigma=10.0, grid=3):
+                 class_balance=True, seed=0, cache=True, elastic_sigma=10.0, grid=3):
         if len(images) != len(labels) or len(images) == 0:
             raise ValueError(f"images and labels must be non-empty and of equal length, got "
                              f"{len(images)} images and {len(labels)} labels")
@@ -94,6 +97,7 @@ class TileSampler:
         self.context = weight_context(w0, sigma)
         self.images, self.labels = list(images), list(labels)
         self.augment, self.w0, self.sigma, self.seed = bool(augment), float(w0), float(sigma), int(seed)
+        self.class_balance = bool(class_balance)
         self.cache, self.elastic_sigma, self.grid = bool(cache), float(elastic_sigma), int(grid)
         self._decoded = {}
         first = self._load(0)
@@ -121,8 +125,8 @@ class TileSampler:
             raise TypeError(f"labels[{i}] must be integer instance labels or a binary mask, got dtype {labels.dtype}")
         if image.ndim == ndim:
             image = image[..., None]  # (*S, 1)
-        entry = (spline_coefficients(image, ndim) if self.augment else image, labels,
-                 balanced_class_weights(labels > 0))
+        class_weights = balanced_class_weights(labels > 0) if self.class_balance else (1.0, 1.0)
+        entry = (spline_coefficients(image, ndim) if self.augment else image, labels, class_weights)
         if self.cache:
             self._decoded[i] = entry
         return entry

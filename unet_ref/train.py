@@ -63,6 +63,8 @@ class TrainConfig:
     val_count: int = setting(5, "number of images held out for validation (the last ones)", minimum=1)
     synthetic_count: int = setting(12, "number of synthetic images when no --data is given", minimum=2)
     synthetic_size: int = setting(256, "side of the synthetic images in px", minimum=16)
+    synthetic: str = setting("em", "kind of synthetic data: em (ISBI-like) or touching (cells touching along "
+                                   "faint borders, like the paper's HeLa)", choices=("em", "touching"))
     # model
     base_filters: int = setting(64, "filters of the first level (paper: 64), doubled per level", minimum=1)
     depth: int = setting(4, "number of max-pooling levels (paper: 4)", minimum=1, maximum=16)
@@ -71,13 +73,17 @@ class TrainConfig:
     tile_size: int = setting(572, "training input tile size, a valid U-Net input size (paper: 572)", minimum=1)
     batch_size: int = setting(1, "tiles per step (global batch under a distribution strategy; paper: 1)", minimum=1)
     # weight map
-    w0: float = setting(10.0, "weight map border weight w0 (paper: 10)", minimum=0)
+    w0: float = setting(10.0, "weight map border weight w0 (paper: 10; 0 = no border term)", minimum=0)
     sigma: float = setting(5.0, "weight map border width sigma in px (paper: 5)", above=0)
+    class_balance: bool = setting(True, "w_c balances the class frequencies (paper); false: w_c = 1 (with "
+                                        "w0 0: no weighting at all)")
     # optimiser
     optimizer: str = setting("sgd", "sgd (paper) or adam", choices=tuple(DEFAULT_LEARNING_RATES))
     learning_rate: float = setting(None, "learning rate; default: the optimiser's measured rate "
                                          "(unet_ref.loss.DEFAULT_LEARNING_RATES; the paper gives none)", above=0)
     momentum: float = setting(0.99, "SGD momentum (paper: 0.99)", minimum=0, below=1)
+    lr_schedule: str = setting("constant", "learning rate over the run: constant (paper) or cosine (decays to 0 "
+                                           "at the last step)", choices=("constant", "cosine"))
     # schedule
     epochs: int = setting(100, "number of epochs", minimum=1)
     steps_per_epoch: int = setting(100, "training steps per epoch", minimum=1)
@@ -165,7 +171,8 @@ def load_data(config):
     else:
         from unet_ref.synthetic import synthetic_dataset
 
-        images, labels = synthetic_dataset(config.synthetic_count, size=config.synthetic_size, seed=config.seed)
+        images, labels = synthetic_dataset(config.synthetic_count, size=config.synthetic_size, seed=config.seed,
+                                           kind=config.synthetic)
     return train_val_split(list(images), list(labels), val_count=config.val_count)
 
 
@@ -229,15 +236,16 @@ def train(config, callbacks=()):
 
     # (B, n, n, 1) float32 tiles, (B, m, m) int32 labels, (B, m, m) float32 weights
     tiles = dict(tile_size=config.tile_size, depth=config.depth, batch_size=config.batch_size,
-                 w0=config.w0, sigma=config.sigma)
+                 w0=config.w0, sigma=config.sigma, class_balance=config.class_balance)
     train_data = make_dataset(train_images, train_labels, augment=True, seed=config.seed, **tiles)
     val_data = make_dataset(val_images, val_labels, augment=False, seed=config.seed + 1, **tiles)
 
     strategy = distribution_strategy()
     with strategy.scope():
         model = build_unet(base_filters=config.base_filters, depth=config.depth, dropout=config.dropout)
-        compile_unet(model, optimizer=config.optimizer, learning_rate=config.learning_rate,
-                     momentum=config.momentum)
+        decay_steps = config.epochs * config.steps_per_epoch if config.lr_schedule == "cosine" else None
+        compile_unet(model, optimizer=config.optimizer, learning_rate=config.learning_rate, momentum=config.momentum,
+                     decay_steps=decay_steps)
     if strategy.num_replicas_in_sync > 1:
         print(f"training on {strategy.num_replicas_in_sync} replicas ({type(strategy).__name__})")
 
