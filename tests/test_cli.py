@@ -4,6 +4,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -167,3 +168,30 @@ def test_demo_writes_panel_loss_curve_metrics_and_model(tmp_path):
 def test_bench_outside_the_project_root_says_where_to_run_it(tmp_path):
     result = run("bench", cwd=tmp_path)
     assert result.returncode == 2 and "run `unet-ref bench` from the project root" in result.stderr
+
+
+def test_an_error_inside_the_input_pipeline_ends_train_with_one_line(tmp_path):
+    # a sample that raises in a tf.data worker: one line, exit code 2, no hang at exit
+    # (the subprocess timeout turns a hang into a failure)
+    script = textwrap.dedent(f"""
+        import sys
+        import unet_ref.pipeline as pipeline
+        good = pipeline.TileSampler.sample
+        def sample(self, index):
+            if index >= 5:
+                raise ValueError("labels[3] cannot be read (a test)")
+            return good(self, index)
+        pipeline.TileSampler.sample = sample
+        from unet_ref.cli import main
+        sys.exit(main(["train", "--out", {str(tmp_path / "run")!r}, "--synthetic-count", "3", "--synthetic-size",
+                       "64", "--val-count", "1", "--base-filters", "2", "--depth", "1", "--tile-size", "44",
+                       "--batch-size", "2", "--epochs", "2", "--steps-per-epoch", "5", "--validation-steps", "1",
+                       "--val-pixel-error", "false", "--verbose", "0"]))
+    """)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=180)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("unet-ref")]
+    assert lines == ["unet-ref train: error: the training data pipeline failed: ValueError: labels[3] cannot be "
+                     "read (a test)"], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr

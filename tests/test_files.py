@@ -45,3 +45,21 @@ def test_write_array_writes_a_bool_png_as_0_255_and_refuses_what_it_cannot_write
 def test_write_csv_writes_the_rows_in_order(tmp_path):
     write_csv(tmp_path / "t.csv", [{"name": "a", "x": 1}, {"name": "mean", "x": 0.5}])
     assert (tmp_path / "t.csv").read_text().splitlines() == ["name,x", "a,1", "mean,0.5"]
+
+
+def test_written_files_get_the_mode_of_any_new_file_and_no_temporary_file_stays(tmp_path):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        write_array(tmp_path / "w.npy", np.zeros(3))
+        with open(tmp_path / "plain", "w"):
+            pass
+    finally:
+        os.umask(old)
+    assert (tmp_path / "w.npy").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777 == 0o640
+    with pytest.raises(KeyboardInterrupt):  # an interrupt mid-write (Ctrl-C) removes the temporary file
+        with atomic_write(tmp_path / "x.json", "w") as f:
+            f.write("{")
+            raise KeyboardInterrupt
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain", "w.npy"]

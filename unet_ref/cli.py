@@ -12,11 +12,13 @@ TensorFlow is imported only by the subcommands that need it, so `unet-ref --help
 import argparse
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import textwrap
 
 from unet_ref.datasets import image_files, read_images
+from unet_ref.pipeline import PipelineError
 
 __all__ = ["main", "build_parser", "UserError"]
 
@@ -317,6 +319,19 @@ def build_parser():
     return parser
 
 
+def _terminate(signum, frame):
+    # SIGTERM (kill, a job scheduler) unwinds like Ctrl-C: files being written are removed
+    raise SystemExit(128 + signum)
+
+
+def _exit_now(code):
+    """Exit at once, skipping the interpreter's shutdown: after a failed fit, tf.data
+    iterators that are still alive can hang it (a TensorFlow limitation)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
@@ -325,20 +340,24 @@ def main(argv=None):
         args.pytest_args = args.pytest_args[1:]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
+        signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave the signal alone
+        pass
+    try:
         if args.command in ("demo", "predict") or (args.command == "evaluate" and args.model):
             if not args.debug:
                 _import_tensorflow_quietly()
-        code = args.func(args)
-    except KeyboardInterrupt:
-        print("unet-ref: interrupted", file=sys.stderr)
-        return 130
-    except (UserError, ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
+        return args.func(args) or 0
+    except (KeyboardInterrupt, SystemExit) as stop:
+        code, message = (130, "interrupted") if isinstance(stop, KeyboardInterrupt) else (stop.code, "terminated")
+    except (UserError, ValueError, TypeError, OSError, PipelineError) as error:
         if args.debug:
             raise
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"unet-ref {args.command}: error: {message}", file=sys.stderr)
-        return 2
-    return code or 0
+        code, message = 2, "error: " + (str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+    print(f"unet-ref {args.command}: {message}", file=sys.stderr)
+    if "tensorflow" in sys.modules and args.command in ("demo", "train"):
+        _exit_now(code)
+    return code
 
 
 if __name__ == "__main__":

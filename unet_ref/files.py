@@ -21,6 +21,20 @@ __all__ = ["atomic_write", "write_json", "write_csv", "write_array", "ARRAY_SUFF
 ARRAY_SUFFIXES = (".npy", ".tif", ".tiff", ".png")
 
 
+def _umask():
+    """The process's umask (read from /proc on Linux; elsewhere set and restored)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class atomic_write:
     """Context manager: write a file through a temporary file in the same folder, then
     `os.replace` it into place, so that readers never see a half-written file.
@@ -40,7 +54,12 @@ class atomic_write:
     def __enter__(self):
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=self.suffix)
+        # named after its target, so that a file left by a killed process says what it was
+        prefix = f".tmp-{os.path.basename(self.path)}-"
+        fd, self.tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=self.suffix)
+        # mkstemp creates the file readable by its owner only (0600); give it the mode any
+        # new file gets (0666 minus the umask), as open() would
+        os.chmod(self.tmp, 0o666 & ~_umask())
         if self.mode is None:
             os.close(fd)
             return self.tmp

@@ -42,7 +42,25 @@ from unet_ref.masks import split_regions
 from unet_ref.sizes import margin, output_size
 from unet_ref.weights import balanced_class_weights, weight_map
 
-__all__ = ["TileSampler", "make_dataset", "weight_context"]
+__all__ = ["TileSampler", "make_dataset", "weight_context", "PipelineError", "take_failure"]
+
+# Exceptions raised while a tf.data worker made a sample, oldest first. TensorFlow reports
+# them as an InvalidArgumentError holding a Python traceback; the trainer takes the first
+# one (`take_failure`) to say in one line what went wrong.
+_failures = []
+
+
+class PipelineError(RuntimeError):
+    """The training data pipeline failed while making a sample (the original exception is
+    the __cause__)."""
+
+
+def take_failure():
+    """The first exception raised inside a sampler of `make_dataset` since the last call,
+    or None; forgets the others."""
+    first = _failures[0] if _failures else None
+    _failures.clear()
+    return first
 
 
 def weight_context(w0=10.0, sigma=5.0, tolerance=1e-6):
@@ -209,7 +227,11 @@ def make_dataset(images, labels, *, tile_size, depth=4, batch_size=1, augment=Tr
     autotune = tf.data.AUTOTUNE
 
     def sample_batch(indices):  # (B,) sample indices -> numpy arrays (B, ...)
-        return tuple(np.stack(parts) for parts in zip(*(sampler.sample(i) for i in indices)))
+        try:
+            return tuple(np.stack(parts) for parts in zip(*(sampler.sample(i) for i in indices)))
+        except Exception as error:
+            _failures.append(error)  # for take_failure: TensorFlow only keeps its text
+            raise
 
     def tiles(indices):
         # one Python call per batch, not per tile: less tf.data overhead per tile

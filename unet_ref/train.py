@@ -225,7 +225,9 @@ def train(config, callbacks=()):
     from unet_ref.callbacks import trainer_callbacks
     from unet_ref.loss import compile_unet
     from unet_ref.model import build_unet
-    from unet_ref.pipeline import make_dataset
+    import tensorflow as tf
+
+    from unet_ref.pipeline import PipelineError, make_dataset, take_failure
 
     _check_config(config)
     out = pathlib.Path(config.out)
@@ -249,12 +251,18 @@ def train(config, callbacks=()):
     if strategy.num_replicas_in_sync > 1:
         print(f"training on {strategy.num_replicas_in_sync} replicas ({type(strategy).__name__})")
 
-    history = model.fit(
-        train_data, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
-        validation_data=val_data, validation_steps=config.validation_steps,
-        callbacks=trainer_callbacks(config, out, val_images, val_labels) + list(callbacks), verbose=config.verbose,
-        shuffle=False,  # the tile stream is already random
-    )
+    try:
+        history = model.fit(
+            train_data, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
+            validation_data=val_data, validation_steps=config.validation_steps,
+            callbacks=trainer_callbacks(config, out, val_images, val_labels) + list(callbacks),
+            verbose=config.verbose, shuffle=False,  # the tile stream is already random
+        )
+    except tf.errors.OpError as error:
+        failure = take_failure()
+        if failure is None:
+            raise
+        raise PipelineError(f"the training data pipeline failed: {type(failure).__name__}: {failure}") from error
     if not (out / "model.keras").exists():  # no epoch improved on inf: keep the last one
         with atomic_write(out / "model.keras") as tmp:
             model.save(tmp)
