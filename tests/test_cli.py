@@ -98,7 +98,10 @@ def test_evaluate_saved_predictions_prints_table_and_writes_json_csv(tmp_path):
         (("weightmap", "no_such_file.png", "--out", "{tmp}"), "does not exist"),
         (("weightmap", "{tmp}/empty", "--out", "{tmp}"), "holds no images"),
         (("weightmap", "{tmp}/stack.npy", "--out", "{tmp}"), "has shape"),
-        (("evaluate", "--pred", "{tmp}/small.npy", "--truth", "{tmp}/mask.png"), "differs from truth shape"),
+        (("evaluate", "--pred", "{tmp}/mask_prob.npy", "--truth", "{tmp}/mask.png"), "differs from truth shape"),
+        (("evaluate", "--pred", "{tmp}/small.npy", "--truth", "{tmp}/mask.png"),
+         "do not pair by name: no prediction for ['mask'], no ground truth for ['small']"),
+        (("weightmap", "{tmp}/mask.png", "{tmp}/mask.npy", "--out", "{tmp}/w"), "both give the name 'mask'"),
         (("predict", "{tmp}/none.keras", "{tmp}/mask.png", "--out", "{tmp}"), "does not exist"),
         (("train", "--tile-size", "101", "--out", "{tmp}/run"), "nearest valid input sizes"),
         (("train", "--data", "{tmp}/nothing_here", "--out", "{tmp}/run"), "does not exist"),
@@ -108,6 +111,8 @@ def test_bad_input_gives_one_line_naming_the_problem_and_exit_code_2(tmp_path, a
     (tmp_path / "empty").mkdir()
     np.save(tmp_path / "stack.npy", np.zeros((2, 3, 4, 5, 6), np.uint8))
     np.save(tmp_path / "small.npy", np.zeros((5, 5), np.float32))
+    np.save(tmp_path / "mask_prob.npy", np.zeros((5, 5), np.float32))
+    np.save(tmp_path / "mask.npy", _two_cells())
     io.imsave(tmp_path / "mask.png", _two_cells(), check_contrast=False)
     result = run(*(a.format(tmp=tmp_path) if isinstance(a, str) else a for a in args))
     assert result.returncode == 2

@@ -171,3 +171,36 @@ def test_image_files_and_read_images_name_what_is_wrong(tmp_path):
         image_files([], "label")
     with pytest.raises(ValueError, match="cannot read label .*broken.png"):
         read_images([tmp_path / "broken.png"], "label")
+
+
+def test_folders_refuse_lossy_masks_unless_thresholded_and_read_colour_images_as_gray(tmp_path):
+    (tmp_path / "images").mkdir(), (tmp_path / "masks").mkdir()
+    mask = two_cells()
+    rgb = np.stack([mask // 2, mask // 4, mask], axis=-1).astype(np.uint8)
+    for name in ("a", "b"):
+        io.imsave(tmp_path / "images" / f"{name}.png", rgb, check_contrast=False)
+        io.imsave(tmp_path / "masks" / f"{name}.jpg", mask, check_contrast=False, quality=70)
+    with pytest.raises(ValueError, match="JPEG.*mask threshold"):
+        load_dataset(tmp_path)
+    images, labels = load_dataset(tmp_path, threshold=128)
+    assert images.shape == (2, 8, 8)  # colour -> gray, as prediction reads it
+    assert np.array_equal(images[0], rgb[..., :3].mean(axis=-1).astype(np.uint8))
+    assert np.array_equal(labels[0], to_instance_labels(mask))
+    # a PNG mask with gray edges (e.g. resized) is refused, not read as ~dozens of "cells"
+    gray_edges = mask.copy()
+    gray_edges[1, 1:4] = 128
+    with pytest.raises(ValueError, match="gray values at its edges.*threshold"):
+        to_instance_labels(gray_edges, name="a.png")
+
+
+def test_names_must_be_unique(tmp_path):
+    io.imsave(tmp_path / "x.png", two_cells(), check_contrast=False)
+    tifffile.imwrite(tmp_path / "x.tif", two_cells())
+    with pytest.raises(ValueError, match="both give the name 'x'"):
+        read_images(image_files([tmp_path]))
+    (tmp_path / "image").mkdir(), (tmp_path / "label").mkdir()
+    for p in ("x.png", "x.tif"):
+        (tmp_path / p).rename(tmp_path / "label" / p)
+    io.imsave(tmp_path / "image" / "x.png", two_cells(), check_contrast=False)
+    with pytest.raises(ValueError, match="same name but different suffixes"):
+        load_dataset(tmp_path)

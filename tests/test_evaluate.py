@@ -8,7 +8,7 @@ import pytest
 
 from unet_ref import evaluate
 from unet_ref.evaluate import (
-    as_cell_probability, cell_iou, instance_scores, evaluate_image, evaluate_images, format_table, pixel_error, rand_error, table_rows,
+    as_cell_probability, cell_iou, instance_scores, pair_by_name, evaluate_image, evaluate_images, format_table, pixel_error, rand_error, table_rows,
     vi,
 )
 from unet_ref.files import write_csv, write_json
@@ -185,3 +185,13 @@ def test_instance_scores_count_matches_merges_and_splits_by_hand():
     assert instance_scores(merged, (truth > 0) * 255) == scores
     with pytest.raises(ValueError, match="differs from truth shape"):
         instance_scores(perfect, truth[:5])
+
+
+def test_predictions_pair_with_truths_by_name_never_by_order():
+    truths = [("20", "t20"), ("3", "t3")]
+    # files of `unet-ref predict`: x_prob and x_mask; the probabilities are used
+    predictions = [("3_mask", "m3"), ("20_prob", "p20"), ("20_mask", "m20"), ("3_prob", "p3")]
+    assert pair_by_name(predictions, truths) == [("20", "p20", "t20"), ("3", "p3", "t3")]
+    assert pair_by_name([("3_mask", "m3"), ("20", "p20")], truths) == [("20", "p20", "t20"), ("3", "m3", "t3")]
+    with pytest.raises(ValueError, match=r"no prediction for \['3'\], no ground truth for \['4_prob'\]"):
+        pair_by_name([("20_prob", "p20"), ("4_prob", "p4")], truths)

@@ -136,10 +136,9 @@ def cmd_evaluate(args):
                        for name, p in read_images(image_files(args.pred, "prediction"), "prediction")]
     else:
         raise UserError("give the predictions (--pred, e.g. the *_prob.tif of `unet-ref predict`) or --model and --images")
-    if len(predictions) != len(truths):
-        raise UserError(f"{len(predictions)} predictions but {len(truths)} ground-truth images")
-    results = evaluate.evaluate_images(
-        [p for _, p in predictions], [t for _, t in truths], names=[n for n, _ in truths], threshold=args.threshold)
+    pairs = evaluate.pair_by_name(predictions, truths)
+    results = evaluate.evaluate_images([p for _, p, _ in pairs], [t for _, _, t in pairs], names=[n for n, _, _ in pairs],
+                                       threshold=args.threshold)
     print(evaluate.format_table(results))
     if args.out:
         out = pathlib.Path(args.out)

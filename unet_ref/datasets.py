@@ -20,7 +20,7 @@ import numpy as np
 
 from unet_ref.masks import to_instance_labels
 
-__all__ = ["read_image", "image_files", "read_images", "load_isbi", "load_image_folders",
+__all__ = ["read_image", "image_files", "read_images", "to_gray", "load_isbi", "load_image_folders",
            "load_dataset", "train_val_split", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".npy")
@@ -84,11 +84,22 @@ def image_files(inputs, what="input"):
     return files
 
 
+def to_gray(array):
+    """An RGB(A) image (H, W, 3 or 4) -> gray (H, W), the mean of its colour channels in
+    its own dtype; any other array unchanged. Training and prediction read colour files
+    the same way."""
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        return array[..., :3].mean(axis=-1).astype(array.dtype)
+    return array
+
+
 def read_images(files, what="input"):
     """Image files -> list of (name, array (H, W) or (H, W, C)). A multi-page TIFF or an
     .npy stack (N, H, W) gives one entry per page, named `stem_0000`, ...; an RGB(A) PNG
-    or JPEG becomes gray (the mean of its colour channels)."""
-    images = []
+    or JPEG becomes gray (`to_gray`). Names must be unique (outputs are named after them,
+    and `evaluate` pairs files by them): x.png beside x.tif is refused."""
+    images, sources = [], {}
     for path in map(pathlib.Path, files):
         try:
             array = read_image(path)
@@ -96,13 +107,19 @@ def read_images(files, what="input"):
             raise ValueError(f"cannot read {what} {path}: {error}") from error
         stacked = path.suffix.lower() in (".tif", ".tiff", ".npy")
         if array.ndim == 3 and stacked and array.shape[-1] > 4:
-            images.extend((f"{path.stem}_{i:04d}", page) for i, page in enumerate(array))  # a stack (N, H, W)
-        elif array.ndim == 3 and array.shape[-1] in (3, 4) and not stacked:
-            images.append((path.stem, array[..., :3].mean(axis=-1).astype(array.dtype)))  # RGB(A) -> gray
+            pages = [(f"{path.stem}_{i:04d}", page) for i, page in enumerate(array)]  # a stack (N, H, W)
+        elif array.ndim == 3 and not stacked:
+            pages = [(path.stem, to_gray(array))]
         elif array.ndim in (2, 3):
-            images.append((path.stem, array))
+            pages = [(path.stem, array)]
         else:
             raise ValueError(f"{what} {path} has shape {array.shape}; expected (H, W), (H, W, C) or a stack (N, H, W)")
+        for name, _ in pages:
+            if name in sources:
+                raise ValueError(f"{what} files {sources[name]} and {path} both give the name {name!r}; outputs and "
+                                 f"pairs go by name, so rename one of them")
+            sources[name] = path
+        images.extend(pages)
     return images
 
 
@@ -111,7 +128,7 @@ def _stack(arrays):
     return np.stack(arrays) if len({a.shape for a in arrays}) == 1 else list(arrays)
 
 
-def _pair(images, labels, image_names, label_names, binary):
+def _pair(images, labels, image_names, label_names, binary, threshold=None):
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images ({image_names}) but {len(labels)} labels ({label_names})")
     out = []
@@ -121,17 +138,29 @@ def _pair(images, labels, image_names, label_names, binary):
         if image.shape[:2] != np.shape(label)[:2]:
             raise ValueError(f"image {image_name} is {image.shape[:2]} but its labels {label_name} are "
                              f"{np.shape(label)[:2]}")
-        out.append(to_instance_labels(label, binary=binary, name=str(label_name)))
+        out.append(to_instance_labels(label, binary=binary, threshold=threshold, name=str(label_name)))
     return _stack(list(images)), _stack(out)
 
 
-def load_image_folders(image_dir, label_dir, *, binary=None):
+def load_image_folders(image_dir, label_dir, *, binary=None, threshold=None):
     """Images and labels from two folders, matched by file name without suffix.
 
     `binary=True` demands binary masks (the ISBI PNG labels); None accepts instance labels
-    too (see `to_instance_labels`). Returns (images, labels) as described in the module.
+    too (see `to_instance_labels`). `threshold` reads masks that are not binary as cell =
+    value >= threshold; JPEG label files (lossy: gray values at every edge) need one.
+    Returns (images, labels) as described in the module.
     """
     image_files, label_files = _image_files(image_dir), _image_files(label_dir)
+    for files in (image_files, label_files):
+        stems = [p.stem for p in files]
+        twice = sorted({p.name for p in files if stems.count(p.stem) > 1})
+        if twice:
+            raise ValueError(f"{files[0].parent} holds files with the same name but different suffixes "
+                             f"({', '.join(twice[:4])}): images and labels are matched by name")
+    lossy = [p.name for p in label_files if p.suffix.lower() in (".jpg", ".jpeg")]
+    if lossy and threshold is None:
+        raise ValueError(f"label files {lossy[:3]} are JPEG, whose compression leaves gray values at every "
+                         f"edge: save masks as PNG or TIFF, or pass a mask threshold (e.g. 128)")
     labels_by_stem = {p.stem: p for p in label_files}
     missing = [p.name for p in image_files if p.stem not in labels_by_stem]
     extra = sorted(set(labels_by_stem) - {p.stem for p in image_files})
@@ -139,9 +168,9 @@ def load_image_folders(image_dir, label_dir, *, binary=None):
         raise ValueError(f"images in {image_dir} and labels in {label_dir} do not match by name: "
                          f"no label for {missing[:5]}, no image for {extra[:5]}")
     label_files = [labels_by_stem[p.stem] for p in image_files]
-    images = [read_image(p) for p in image_files]
+    images = [to_gray(read_image(p)) for p in image_files]  # colour files become gray, as for prediction
     labels = [read_image(p) for p in label_files]
-    return _pair(images, labels, [str(p) for p in image_files], [str(p) for p in label_files], binary)
+    return _pair(images, labels, [str(p) for p in image_files], [str(p) for p in label_files], binary, threshold)
 
 
 def load_isbi(path):
@@ -164,10 +193,11 @@ def load_isbi(path):
     return _pair(images, labels, str(volume), str(label_file), binary=None)
 
 
-def load_dataset(path):
+def load_dataset(path, *, threshold=None):
     """Whatever `path` holds: the ISBI layout (`load_isbi`: train/image + train/label PNG
     folders, binary masks; or train-volume.tif + train-labels.tif), or image/label folders
-    (one of `FOLDER_PAIRS`, binary masks or instance labels, e.g. uint16 TIFFs)."""
+    (one of `FOLDER_PAIRS`, binary masks or instance labels, e.g. uint16 TIFFs; `threshold`
+    for masks that are not binary, see `load_image_folders`)."""
     path = pathlib.Path(path)
     if not path.exists():
         raise FileNotFoundError(f"data path {path} does not exist")
@@ -177,7 +207,7 @@ def load_dataset(path):
         return load_isbi(path)
     for image_dir, label_dir in FOLDER_PAIRS:
         if (path / image_dir).is_dir() and (path / label_dir).is_dir():
-            return load_image_folders(path / image_dir, path / label_dir, binary=None)
+            return load_image_folders(path / image_dir, path / label_dir, binary=None, threshold=threshold)
     raise FileNotFoundError(f"no data found in {path}: expected train-volume.tif + train-labels.tif or "
                             f"one of the folder pairs {[f'{a} + {b}' for a, b in FOLDER_PAIRS]}")
 

@@ -36,7 +36,8 @@ from unet_ref.masks import CELL_CLASS, cells_from_mask, label_cells, to_instance
 
 __all__ = [
     "cell_segments", "pixel_error", "rand_error", "vi", "cell_iou", "evaluate_image",
-    "evaluate_images", "table_rows", "format_table", "as_cell_probability", "instance_scores", "METRICS",
+    "evaluate_images", "table_rows", "format_table", "as_cell_probability", "pair_by_name", "instance_scores",
+    "METRICS",
 ]
 
 METRICS = ("pixel_error", "rand_error", "vi_split", "vi_merge", "vi", "cell_iou")
@@ -210,6 +211,32 @@ def as_cell_probability(prediction, name="prediction"):
             raise ValueError(f"{name} must hold cell probabilities in [0, 1] (or be a binary mask)")
         return prediction.astype(np.float32, copy=False)
     return cells_from_mask(prediction, name=name).astype(np.float32)
+
+
+def pair_by_name(predictions, truths):
+    """Pair predictions with ground truths by name: [(name, prediction, truth)], in the
+    truths' order.
+
+    `predictions` and `truths` are lists of (name, array), e.g. from
+    `unet_ref.datasets.read_images`. The prediction of truth "x" is named "x", else
+    "x_prob", else "x_mask" (the files `unet-ref predict` writes; where both exist, the
+    probabilities are used). A truth without a prediction, or a prediction that belongs to
+    no truth, is a ValueError naming them.
+    """
+    by_name = dict(predictions)
+    pairs, used, missing = [], set(), []
+    for name, truth in truths:
+        match = next((n for n in (name, f"{name}_prob", f"{name}_mask") if n in by_name), None)
+        if match is None:
+            missing.append(name)
+            continue
+        used.update(n for n in (name, f"{name}_prob", f"{name}_mask") if n in by_name)
+        pairs.append((name, by_name[match], truth))
+    extra = [n for n, _ in predictions if n not in used]
+    if missing or extra:
+        raise ValueError(f"predictions and ground truths do not pair by name: no prediction for {missing[:5]}, "
+                         f"no ground truth for {extra[:5]} (a prediction of x is named x, x_prob or x_mask)")
+    return pairs
 
 
 def instance_scores(prediction, truth, threshold=0.5, iou=0.5, connectivity=2, min_piece=0.1):

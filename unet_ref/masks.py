@@ -151,7 +151,7 @@ def check_labels(labels, name="labels"):
     return labels
 
 
-def to_instance_labels(labels, *, binary=None, connectivity=None, ndim=2, name="labels"):
+def to_instance_labels(labels, *, binary=None, threshold=None, connectivity=None, ndim=2, name="labels"):
     """A mask or an instance label image -> int32 instance labels (0 = background).
 
     Parameters
@@ -159,7 +159,12 @@ def to_instance_labels(labels, *, binary=None, connectivity=None, ndim=2, name="
     labels : int or bool array
     binary : bool or None
         True: must be a binary mask, labelled with `label_cells`. None: binary masks are
-        labelled, other images are taken as instance ids. False: always instance ids.
+        labelled, other images are taken as instance ids, except a uint8 image holding 255
+        and other values, which is a mask with gray values at its edges (saved as JPEG, or
+        resized) far more often than 255 instance ids: refused with a hint to pass a
+        `threshold`. False: always instance ids.
+    threshold : float, optional
+        Read `labels` as a mask that is not binary: cells = value >= threshold, labelled.
     connectivity : int or None
         For `label_cells` (None = every neighbour: 8-connected in 2-D).
     ndim : int or None
@@ -171,9 +176,16 @@ def to_instance_labels(labels, *, binary=None, connectivity=None, ndim=2, name="
     if ndim is not None and labels.ndim != ndim:
         axes = {2: "(H, W)", 3: "(D, H, W)"}.get(ndim, f"{ndim}-axis")
         raise ValueError(f"{name} must be a {ndim}-D {axes} label image, got shape {labels.shape}")
+    if threshold is not None:
+        return label_cells(cells_from_mask(labels, threshold=threshold, name=name), connectivity)
     labels = check_labels(labels, name)
     if binary or (binary is None and is_binary_mask(labels)):
         return label_cells(cells_from_mask(labels, name=name), connectivity)
+    if binary is None and labels.dtype == np.uint8 and labels.max() == 255:
+        raise ValueError(f"{name} looks like a mask with gray values at its edges (uint8 with 255 and "
+                         f"{_values_text(np.unique(labels))}), as a JPEG-saved or resized mask has: pass a mask "
+                         f"threshold (e.g. 128) to read it as cell = value >= threshold, or save masks without "
+                         f"loss (PNG, TIFF); instance labels with 255 ids or more: save them as uint16")
     if labels.size and labels.max() > np.iinfo(np.int32).max:
         raise ValueError(f"{name} has label ids above 2**31 - 1")
     return labels.astype(np.int32)

@@ -61,6 +61,8 @@ class TrainConfig:
     data: str = setting("", "data folder or TIFF stack (ISBI layout train/image, train/label; or image/mask "
                             "folders); empty = synthetic data")
     val_count: int = setting(5, "number of images held out for validation (the last ones)", minimum=1)
+    mask_threshold: float = setting(0.0, "read label masks that are not binary (e.g. JPEG) as cell = value >= this; "
+                                         "0 = masks must be binary (other label images are instance ids)", minimum=0)
     synthetic_count: int = setting(12, "number of synthetic images when no --data is given", minimum=2)
     synthetic_size: int = setting(256, "side of the synthetic images in px", minimum=16)
     synthetic: str = setting("em", "kind of synthetic data: em (ISBI-like) or touching (cells touching along "
@@ -167,7 +169,7 @@ def load_data(config):
     from unet_ref.datasets import load_dataset, train_val_split
 
     if config.data:
-        images, labels = load_dataset(config.data)
+        images, labels = load_dataset(config.data, threshold=config.mask_threshold or None)
     else:
         from unet_ref.synthetic import synthetic_dataset
 
