@@ -368,7 +368,8 @@ HELD_OUT_SEED = 20_000  # synthetic images never seen in training
 
 def tutorial_run(retrain=False):
     """(model, run folder) of the tutorial preset trained on synthetic data, cached in RUN."""
-    from unet_ref.train import load_run, resolve_config, train
+    from unet_ref.runs import load_run
+    from unet_ref.train import resolve_config, train
 
     config = resolve_config("tutorial", {"out": str(RUN), "verbose": 2})
     if retrain or not (RUN / "model.keras").is_file() or not (RUN / "log.csv").is_file():
@@ -387,7 +388,7 @@ def training_curves_figure():
     """Loss and validation errors per epoch of the tutorial run (its log.csv)."""
     import csv
 
-    from unet_ref.train import load_run
+    from unet_ref.runs import load_run
 
     tutorial_run()
     with open(RUN / "log.csv", newline="") as f:

@@ -105,6 +105,11 @@ def test_evaluate_saved_predictions_prints_table_and_writes_json_csv(tmp_path):
         (("predict", "{tmp}/none.keras", "{tmp}/mask.png", "--out", "{tmp}"), "does not exist"),
         (("train", "--tile-size", "101", "--out", "{tmp}/run"), "nearest valid input sizes"),
         (("train", "--data", "{tmp}/nothing_here", "--out", "{tmp}/run"), "does not exist"),
+        (("weightmap", "{tmp}/mask.png", "--out", "{tmp}/mask.png"), "--out {tmp}/mask.png is a file"),
+        (("predict", "{tmp}/none.keras", "{tmp}/mask.png", "--out", "{tmp}/mask.png"), "is a file"),
+        (("evaluate", "--pred", "{tmp}/mask.npy", "--truth", "{tmp}/mask.png", "--out", "{tmp}/mask.png"), "is a file"),
+        (("train", "--out", "{tmp}/mask.png", "--epochs", "1"), "--out {tmp}/mask.png is a file"),
+        (("demo", "--out", "{tmp}/mask.png", "--epochs", "1"), "is a file"),
     ],
 )
 def test_bad_input_gives_one_line_naming_the_problem_and_exit_code_2(tmp_path, args, message):
@@ -117,7 +122,7 @@ def test_bad_input_gives_one_line_naming_the_problem_and_exit_code_2(tmp_path, a
     result = run(*(a.format(tmp=tmp_path) if isinstance(a, str) else a for a in args))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert len(lines) == 1 and message.format(tmp=tmp_path) in lines[0], result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -200,3 +205,23 @@ def test_an_error_inside_the_input_pipeline_ends_train_with_one_line(tmp_path):
     assert lines == ["unet-ref train: error: the training data pipeline failed: ValueError: labels[3] cannot be "
                      "read (a test)"], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("errno_name", ["EROFS", "ENOSPC"])
+def test_a_read_only_or_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, errno_name):
+    # the write fails as the file is put in place (as root, permissions cannot make it fail)
+    script = textwrap.dedent(f"""
+        import errno, os, sys
+        def replace(src, dst):
+            raise OSError(errno.{errno_name}, os.strerror(errno.{errno_name}), dst)
+        os.replace = replace
+        from unet_ref.cli import main
+        sys.exit(main(["weightmap", {str(tmp_path / "mask.png")!r}, "--out", {str(tmp_path / "w")!r}, "--quiet"]))
+    """)
+    io.imsave(tmp_path / "mask.png", _two_cells(), check_contrast=False)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and os.strerror(getattr(__import__("errno"), errno_name)) in lines[0], result.stderr
+    assert list((tmp_path / "w").iterdir()) == []  # the temporary file went with the failed write

@@ -127,7 +127,8 @@ def test_training_runs_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
 
 
 def test_config_json_round_trips_through_load_run(tmp_path):
-    from unet_ref.train import load_run, train
+    from unet_ref.runs import load_run
+    from unet_ref.train import train
 
     config = resolve_config("tutorial", dict(TINY, out=str(tmp_path), epochs=1, steps_per_epoch=1))
     model, _ = train(config)
@@ -162,3 +163,66 @@ def test_every_setting_has_help_text_and_the_learning_rate_has_one_default(tmp_p
     config = resolve_config("paper", dict(TINY, out=str(tmp_path), epochs=1, steps_per_epoch=1))
     model, _ = train(config)
     assert float(model.optimizer.learning_rate) == pytest.approx(DEFAULT_LEARNING_RATES["sgd"])
+
+
+def test_a_moved_run_folder_resumes_and_the_log_follows_the_backup(tmp_path):
+    from unet_ref.train import train
+
+    first = tmp_path / "r0"
+    with pytest.raises(_Interrupt):
+        train(resolve_config("tutorial", dict(TINY, out=str(first))), callbacks=[_interrupting(2, 1)])
+    # a kill between epoch 1's log row and its backup: the backup says 1 epoch, the log 2
+    metadata = first / "backup" / "training_metadata.json"
+    metadata.write_text(json.dumps({**json.loads(metadata.read_text()), "epoch": 1}))
+    moved = tmp_path / "elsewhere" / "r0"
+    moved.parent.mkdir()
+    first.rename(moved)
+    probe = _probe()
+    train(resolve_config("tutorial", dict(TINY, out=str(moved) + "/")), callbacks=[probe])  # spelled differently
+    assert probe.first_epoch == 1
+    epochs = [int(row["epoch"]) for row in csv.DictReader((moved / "log.csv").open())]
+    assert epochs == list(range(TINY["epochs"]))  # no repeated row
+
+
+def test_finished_runs_files_and_other_folders_are_refused_before_anything_is_written(tmp_path):
+    from unet_ref.train import train
+
+    config = resolve_config("tutorial", dict(TINY, out=str(tmp_path / "run"), epochs=1, steps_per_epoch=1))
+    train(config)
+    before = sorted(p.name for p in (tmp_path / "run").iterdir())
+    with pytest.raises(ValueError, match="holds a finished run"):
+        train(config)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
+    (tmp_path / "notes.txt").write_text("not a run")
+    with pytest.raises(ValueError, match="is a file"):
+        train(resolve_config("tutorial", dict(TINY, out=str(tmp_path / "notes.txt"))))
+    with pytest.raises(ValueError, match="other files and no run"):
+        train(resolve_config("tutorial", dict(TINY, out=str(tmp_path))))
+
+
+def test_broken_run_files_are_named_with_what_to_do(tmp_path):
+    from unet_ref.runs import load_run
+    from unet_ref.train import train
+
+    config = resolve_config("tutorial", dict(TINY, out=str(tmp_path)))
+    with pytest.raises(_Interrupt):
+        train(config, callbacks=[_interrupting(2, 1)])
+    for name in ("latest.weights.h5", "latest.weights.h5.bkp"):  # both backups truncated
+        path = tmp_path / "backup" / name
+        path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"backup .* cannot be read .* delete .*backup to start the run over"):
+        train(config)
+    (tmp_path / "best.json").write_text('{"epoch": 1, "val_lo')  # truncated
+    with pytest.raises(ValueError, match=r"best.json cannot be read as JSON"):
+        from unet_ref.callbacks import AtomicCheckpoint
+        AtomicCheckpoint(tmp_path)
+    (tmp_path / "config.json").write_text("{")
+    with pytest.raises(ValueError, match=r"config.json cannot be read as JSON"):
+        load_run(tmp_path)
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "empty.keras", "w") as z:  # a zip without config.json
+        z.writestr("metadata.json", "{}")
+    (tmp_path / "text.keras").write_text("not a model")
+    for name in ("empty.keras", "text.keras"):
+        with pytest.raises(ValueError, match=f"cannot load the model in .*{name}"):
+            load_run(tmp_path / name)

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from unet_ref.evaluate import evaluate_images
-from unet_ref.files import atomic_write
+from unet_ref.files import atomic_write, read_json
 from unet_ref.plots import plot_loss_curve
 from unet_ref.tiling import predict_cells
 
@@ -48,7 +48,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self.out, self.best = out, np.inf
         best_file = out / "best.json"
         if best_file.exists():  # resumed run: keep the best of the earlier epochs
-            self.best = json.loads(best_file.read_text())["val_loss"]
+            self.best = read_json(best_file).get("val_loss", np.inf)
 
     def on_epoch_end(self, epoch, logs=None):
         with atomic_write(self.out / "last.keras") as tmp:

@@ -47,13 +47,21 @@ def _import_tensorflow_quietly():
 def _model_and_tile_size(model_path, tile_size=None):
     """A `.keras` file or a training run folder -> (keras model, tile size for prediction:
     `tile_size`, else the run's predict_tile_size, else None = chosen by predict_tiled)."""
-    from unet_ref import train
+    from unet_ref.runs import load_run
 
     try:
-        model, config = train.load_run(model_path)
+        model, config = load_run(model_path)
     except (FileNotFoundError, ValueError) as error:
         raise UserError(str(error)) from error
     return model, tile_size or ((config.predict_tile_size or None) if config else None)
+
+
+def _output_folder(out):
+    """--out as a Path: a folder (made when needed), never an existing file."""
+    out = pathlib.Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; expected a folder for the outputs")
+    return out
 
 
 # --- subcommands -------------------------------------------------------------------------
@@ -68,9 +76,8 @@ def cmd_weightmap(args):
     from unet_ref.plots import save_colormapped
     from unet_ref.weights import weight_map
 
+    out = _output_folder(args.out)
     images = read_images(image_files(args.labels, "label"), "label")
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     for name, labels in tqdm(images, desc="weight maps", unit="image", disable=args.quiet):
         if labels.ndim != 2:
             raise UserError(f"label {name} has shape {labels.shape}; expected a 2-D mask or instance labels")
@@ -108,9 +115,9 @@ def cmd_predict(args):
     from unet_ref.files import write_array
     from unet_ref.tiling import predict_cells
 
+    out = _output_folder(args.out)
     model, tile_size = _model_and_tile_size(args.model, args.tile_size)
     images = read_images(image_files(args.inputs, "input"), "input")
-    out = pathlib.Path(args.out)
     for name, cell in predict_cells(model, images, tile_size=tile_size, batch_size=args.batch_size, tta=args.tta):
         probability, mask = out / f"{name}_prob.tif", out / f"{name}_mask.png"
         write_array(probability, cell)
@@ -122,6 +129,7 @@ def cmd_evaluate(args):
     from unet_ref import evaluate
     from unet_ref.files import write_csv, write_json
 
+    out = _output_folder(args.out) if args.out else None
     truths = read_images(image_files(args.truth, "ground truth"), "ground truth")
     if args.model:
         if not args.images:
@@ -140,8 +148,7 @@ def cmd_evaluate(args):
     results = evaluate.evaluate_images([p for _, p, _ in pairs], [t for _, _, t in pairs], names=[n for n, _, _ in pairs],
                                        threshold=args.threshold)
     print(evaluate.format_table(results))
-    if args.out:
-        out = pathlib.Path(args.out)
+    if out:
         write_json(out / "metrics.json", results)
         write_csv(out / "metrics.csv", evaluate.table_rows(results))
         print(f"wrote {out / 'metrics.json'} and {out / 'metrics.csv'}")

@@ -16,7 +16,7 @@ import tempfile
 
 import numpy as np
 
-__all__ = ["atomic_write", "write_json", "write_csv", "write_array", "ARRAY_SUFFIXES"]
+__all__ = ["atomic_write", "write_json", "read_json", "write_csv", "write_array", "ARRAY_SUFFIXES"]
 
 ARRAY_SUFFIXES = (".npy", ".tif", ".tiff", ".png")
 
@@ -90,6 +90,19 @@ def write_json(path, data):
     with atomic_write(path, "w") as f:
         json.dump(data, f, indent=2, allow_nan=True, default=_plain)
         f.write("\n")
+
+
+def read_json(path):
+    """The JSON in `path`; a ValueError naming the file when it is missing, truncated or
+    not JSON (a run's config.json, best.json, ...)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} cannot be read as JSON ({type(error).__name__}: {error}); it may be truncated: "
+                         f"delete or repair it") from error
 
 
 def write_csv(path, rows, fieldnames=None):

@@ -5,7 +5,8 @@ Read top to bottom, like nanoGPT's train.py:
 1. `TrainConfig` holds every hyper-parameter; `PRESETS` are the paper's configuration
    and a CPU-sized tutorial one. The command line overrides any field
    (`unet-ref train --base-filters 16 ...`). The resolved configuration is saved as
-   `config.json` beside the checkpoints; `load_run` reads it back for prediction.
+   `config.json` beside the checkpoints (`unet_ref.runs`, which also resumes and refuses
+   runs); `unet_ref.runs.load_run` reads it back for prediction.
 2. `train(config)` loads the images (ISBI folders/stacks, image/mask folders, or the
    synthetic dataset), holds out the last `val_count` images for validation, builds and
    compiles the model inside the distribution strategy's scope, and calls `model.fit`
@@ -34,7 +35,6 @@ loses no training.
 TensorFlow is imported inside the functions, so that `unet-ref --help` stays fast.
 """
 import dataclasses
-import json
 import os
 import pathlib
 
@@ -42,8 +42,7 @@ from unet_ref.checks import check_int, check_real
 from unet_ref.files import atomic_write
 from unet_ref.loss import DEFAULT_LEARNING_RATES
 
-__all__ = ["TrainConfig", "PRESETS", "setting", "config_fields", "resolve_config", "train", "load_run",
-           "distribution_strategy"]
+__all__ = ["TrainConfig", "PRESETS", "setting", "config_fields", "resolve_config", "train", "distribution_strategy"]
 
 
 def setting(default, help, *, choices=None, minimum=None, maximum=None, above=None, below=None):
@@ -200,23 +199,6 @@ def distribution_strategy():
 # --- the run -------------------------------------------------------------------------------
 
 
-def save_config(config, out):
-    """Write config.json; refuse to resume a run that was started with another config."""
-    path = pathlib.Path(out) / "config.json"
-    resolved = dataclasses.asdict(config)
-    if path.exists() and (pathlib.Path(out) / "backup").exists():
-        previous = json.loads(path.read_text())
-        changed = sorted(k for k in resolved if previous.get(k) != resolved[k] and k not in ("epochs", "verbose"))
-        if changed:
-            raise ValueError(
-                f"{out} holds an interrupted run with a different configuration ({', '.join(changed)} changed); "
-                f"resume it with the same settings or choose another --out"
-            )
-    with atomic_write(path, "w") as f:
-        json.dump(resolved, f, indent=2)
-        f.write("\n")
-
-
 def train(config, callbacks=()):
     """Train a U-Net as configured; returns (model, keras History).
 
@@ -230,11 +212,11 @@ def train(config, callbacks=()):
     import tensorflow as tf
 
     from unet_ref.pipeline import PipelineError, make_dataset, take_failure
+    from unet_ref.runs import start_run
 
     _check_config(config)
     out = pathlib.Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out)
+    start_run(config, out)  # refuses a finished run or another configuration, trims log.csv on resume
     keras.utils.set_random_seed(config.seed)
     train_images, train_labels, val_images, val_labels = load_data(config)
 
@@ -269,30 +251,3 @@ def train(config, callbacks=()):
         with atomic_write(out / "model.keras") as tmp:
             model.save(tmp)
     return model, history
-
-
-def load_run(path):
-    """A run folder (config.json + model.keras) or a .keras file -> (model, config or None).
-
-    The model is loaded without its loss and optimiser (`compile=False`): prediction
-    needs neither.
-    """
-    import keras
-
-    path = pathlib.Path(path)
-    if path.is_dir():
-        model_file, config_file = path / "model.keras", path / "config.json"
-    elif path.is_file():
-        model_file, config_file = path, path.parent / "config.json"
-    else:
-        raise FileNotFoundError(f"model {path} does not exist (expected a run folder or a .keras file)")
-    if not model_file.exists():
-        raise FileNotFoundError(f"no model.keras in {path}")
-    if model_file.suffix != ".keras":
-        raise ValueError(f"model file {model_file} is not a .keras file")
-    model = keras.models.load_model(model_file, compile=False)
-    config = None
-    if config_file.exists():
-        fields = json.loads(config_file.read_text())
-        config = TrainConfig(**{k: v for k, v in fields.items() if k in config_fields()})
-    return model, config
