@@ -69,10 +69,12 @@ class atomic_write:
     def __exit__(self, exc_type, exc, tb):
         if self.mode is not None:
             self.file.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        elif os.path.exists(self.tmp):
-            os.remove(self.tmp)
+        try:
+            if exc_type is None:
+                os.replace(self.tmp, self.path)
+        finally:  # a failed write, or a failed rename (a read-only or full disk): no stray file
+            if os.path.exists(self.tmp):
+                os.remove(self.tmp)
         return False
 
 
