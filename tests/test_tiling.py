@@ -224,3 +224,9 @@ def test_3d_tta_averages_the_eight_in_plane_symmetries(unet3d):
     assert predict_tiled(unet3d, np.stack([volume, volume]), stack=True, tile_size=44).shape == (2, 6, 11, 14, 2)
     with pytest.raises(ValueError, match=r"\(D, H, W\) or \(D, H, W, C\)"):
         predict_tiled(unet3d, volume[0])
+
+
+def test_a_tile_that_needs_more_memory_than_the_machine_has_is_refused_before_allocating(unet3):
+    huge = valid_input_size(200_000, 3)  # a typo's worth of zeros: ~5 TB of activations
+    with pytest.raises(ValueError, match=r"tile_size .* needs about [\d,]+ GiB .* this machine has"):
+        predict_tiled(unet3, _image(20, 20), tile_size=huge)

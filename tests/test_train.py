@@ -146,6 +146,7 @@ def test_config_json_round_trips_through_load_run(tmp_path):
     ("time_limit_minutes", -1.0, "time_limit_minutes"), ("tile_size", 0, "tile_size"), ("epochs", 0, "epochs"),
     ("optimizer", "rmsprop", r"optimizer must be one of \['sgd', 'adam'\]"), ("depth", 40, "depth"),
     ("val_pixel_error", "yes", "val_pixel_error must be true or false"), ("seed", 1.5, "seed must be an integer"),
+    ("tile_size", 57212, "needs about .* GiB for a training step"), ("predict_tile_size", 101, "nearest valid"),
 ])
 def test_every_setting_is_checked_against_its_declared_range(field, value, error):
     with pytest.raises((ValueError, TypeError), match=error):

@@ -138,6 +138,7 @@ def _check_config(config):
     """Every field against its `setting` (type, bounds, choices), then the size arithmetic
     and the data path: all before TensorFlow is imported."""
     from unet_ref.sizes import output_size
+    from unet_ref.tiling import check_memory
 
     for field in dataclasses.fields(TrainConfig):
         value, meta = getattr(config, field.name), field.metadata
@@ -154,6 +155,10 @@ def _check_config(config):
         elif field.type in (str, "str") and not isinstance(value, str):
             raise TypeError(f"{field.name} must be a string, got {value!r}")
     output_size(config.tile_size, config.depth)  # ValueError naming the nearest valid sizes
+    check_memory((config.tile_size,) * 2, config.base_filters, 1, config.batch_size, training=True)
+    if config.predict_tile_size:
+        output_size(config.predict_tile_size, config.depth)
+        check_memory((config.predict_tile_size,) * 2, config.base_filters, 1, what="predict_tile_size")
     if config.data and not os.path.exists(config.data):
         raise FileNotFoundError(f"data {config.data} does not exist")
 
