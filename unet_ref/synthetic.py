@@ -188,8 +188,9 @@ def touching_cells_sample(size=256, seed=None):
 
     Clusters of large cells (about 40-70 px across) on a darker background: a warped
     Voronoi partition of smooth blobs. Where two cells touch, the image shows only a faint
-    dark line (a few gray levels under noise of 7) while the label has a 2 px gap of
-    background (like the paper's generated masks), which the network must learn to draw.
+    dark line (about a quarter of the cell/background contrast, under noise) while the
+    label has a 2 px gap of background (like the paper's generated masks), which the
+    network must learn to draw.
 
     Returns (image uint8, mask uint8 {0, 255}, labels int32) as `synthetic_sample`; every
     cell is one 8-connected component of the mask and no two cells are 8-adjacent.
@@ -233,7 +234,7 @@ def touching_cells_sample(size=256, seed=None):
     level = np.concatenate([[0.0], rng.normal(0, 6, int(labels.max()))]).astype(np.float32)  # per cell
     image = 70 + 10 * _smooth_field(rng, shape, 128) + (80 + level[labels]) * body
     image += 12 * ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), 2.0) * body
-    image -= 12 * ndimage.gaussian_filter((gap & clusters).astype(np.float32), 0.7)  # the faint boundary
+    image -= 30 * ndimage.gaussian_filter((gap & clusters).astype(np.float32), 0.7)  # the faint boundary
     image += rng.normal(0, 7, shape)
     image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
     return image, cells.astype(np.uint8) * np.uint8(255), labels
