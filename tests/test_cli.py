@@ -225,3 +225,23 @@ def test_a_read_only_or_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_p
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and os.strerror(getattr(__import__("errno"), errno_name)) in lines[0], result.stderr
     assert list((tmp_path / "w").iterdir()) == []  # the temporary file went with the failed write
+
+
+def test_evaluate_challenge_prints_the_challenge_scores_beside_the_papers_table(tmp_path):
+    from unet_ref.challenge import challenge_scores
+
+    truth, pred = tmp_path / "truth", tmp_path / "pred"
+    truth.mkdir(), pred.mkdir()
+    mask = _two_cells()
+    gap = (mask / 255.0).astype(np.float32)
+    gap[10, 19:21] = 1.0  # the membrane between the two cells opened: a merge
+    for name, p in (("0", mask / 255.0), ("1", gap)):
+        io.imsave(truth / f"{name}.png", mask, check_contrast=False)
+        tifffile.imwrite(pred / f"{name}_prob.tif", p.astype(np.float32))
+    result = run("evaluate", "--pred", pred, "--truth", truth, "--challenge", "--out", tmp_path / "m")
+    assert result.returncode == 0, result.stderr
+    expected = challenge_scores(np.stack([mask / 255.0, gap]), np.stack([mask, mask]))
+    assert "U-Net paper, Table 1" in result.stdout and "0.000353" in result.stdout
+    assert f"{expected['warping_error']:.6f}" in result.stdout
+    saved = json.loads((tmp_path / "m" / "metrics.json").read_text())["challenge"]
+    assert saved["rand_error"] == pytest.approx(expected["rand_error"])

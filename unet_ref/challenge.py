@@ -24,7 +24,12 @@ from scipy import ndimage
 from unet_ref import _challenge
 from unet_ref.masks import cells_from_mask, label_cells
 
-__all__ = ["challenge_scores", "THRESHOLDS", "WARPING_THRESHOLDS"]
+__all__ = ["challenge_scores", "format_scores", "PAPER_TABLE_1", "THRESHOLDS", "WARPING_THRESHOLDS"]
+
+# Ronneberger et al. (2015), Table 1: the u-net's ISBI 2012 scores on the challenge's test
+# set (30 slices whose labels only the organisers hold)
+PAPER_TABLE_1 = {"warping_error": 0.000353, "rand_error": 0.0382, "pixel_error": 0.0611}
+_COLUMNS = ("warping_error", "rand_error", "pixel_error", "v_rand", "v_info")
 
 
 def _sweep(stop):
@@ -272,3 +277,15 @@ def challenge_scores(probabilities, truth):
     scores["sweep"] = {"thresholds": THRESHOLDS, "pixel_counts": pixel, "rand_counts": rand,
                        "splits_merges": splits_merges, "v_rand": v[:, 0], "v_info": v[:, 1]}
     return scores
+
+
+def format_scores(scores, name="these images"):
+    """`challenge_scores` as a text table beside the paper's Table 1 row (which has no
+    V_Rand / V_Info: the challenge added them in 2016), with the threshold of each score."""
+    width = max(len(name), 36)
+    lines = [f"{'':<{width}}" + "".join(f"{c.replace('_', ' '):>15}" for c in _COLUMNS),
+             f"{name:<{width}}" + "".join(f"{scores[c]:>15.6f}" for c in _COLUMNS),
+             f"{'  at threshold':<{width}}" + "".join(f"{scores[c + '_threshold']:>15.1f}" for c in _COLUMNS),
+             f"{'U-Net paper, Table 1 (ISBI test set)':<{width}}"
+             + "".join(f"{PAPER_TABLE_1[c]:>15.6f}" if c in PAPER_TABLE_1 else f"{'-':>15}" for c in _COLUMNS)]
+    return "\n".join(lines)

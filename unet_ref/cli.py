@@ -126,6 +126,8 @@ def cmd_predict(args):
 
 
 def cmd_evaluate(args):
+    import numpy as np
+
     from unet_ref import evaluate
     from unet_ref.files import write_csv, write_json
 
@@ -148,6 +150,16 @@ def cmd_evaluate(args):
     results = evaluate.evaluate_images([p for _, p, _ in pairs], [t for _, _, t in pairs], names=[n for n, _, _ in pairs],
                                        threshold=args.threshold)
     print(evaluate.format_table(results))
+    if args.challenge:
+        from unet_ref.challenge import challenge_scores, format_scores
+
+        shapes = {p.shape for _, p, _ in pairs}
+        if len(shapes) > 1:
+            raise UserError(f"--challenge scores a stack of equally sized images, got sizes {sorted(shapes)}")
+        scores = challenge_scores(np.stack([p for _, p, _ in pairs]), np.stack([t for _, _, t in pairs]))
+        print("\nISBI 2012 challenge scores (thresholds swept; unet_ref.challenge):")
+        print(format_scores(scores, f"{len(pairs)} image(s)"))
+        results["challenge"] = scores
     if out:
         write_json(out / "metrics.json", results)
         write_csv(out / "metrics.csv", evaluate.table_rows(results))
@@ -272,13 +284,15 @@ def build_parser():
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", formatter_class=formatter, help="pixel error, adapted Rand error, VI",
-                       description="Compare predictions with binary ground truth (cell > 0): pixel error, adapted Rand "
-                                   "error and variation of information (foreground-restricted, see unet_ref.evaluate), "
-                                   "and cell IoU, per image and mean. Either give saved predictions (--pred) or a model "
-                                   "and the raw images (--model, --images). Files are matched in sorted order.",
+                       description="Compare predictions with binary ground truth (0 = membrane, one value > 0 = cell): "
+                                   "the quick view at one threshold (pixel error, adapted Rand error, variation of "
+                                   "information, cell IoU; unet_ref.evaluate), per image and mean, and with --challenge "
+                                   "the ISBI 2012 challenge's own scores (unet_ref.challenge). Either give saved "
+                                   "predictions (--pred) or a model and the raw images (--model, --images). Files are "
+                                   "paired by name: the prediction of x.png is x, x_prob or x_mask.",
                        epilog=_examples("""
                            unet-ref evaluate --pred pred/ --truth labels/ --out pred/
-                           unet-ref evaluate --model runs/isbi --images val/image --truth val/label --out runs/isbi/eval
+                           unet-ref evaluate --model runs/isbi --images val/image --truth val/label --challenge
                        """))
     p.add_argument("--truth", nargs="+", required=True, help="ground-truth masks (files or folders)")
     p.add_argument("--pred", nargs="+", help="predicted probability maps or masks (files or folders)")
@@ -287,6 +301,9 @@ def build_parser():
     p.add_argument("--tile-size", type=int, default=None, help="tile size for --model (default: from the run's config)")
     p.add_argument("--tta", action="store_true", help="with --model: average over the 8 flips/rotations")
     p.add_argument("--threshold", type=float, default=0.5, help="cell probability threshold (default: 0.5)")
+    p.add_argument("--challenge", action="store_true",
+                   help="also the ISBI 2012 challenge's scores (pixel, Rand and warping errors, V_Rand, V_Info; thresholds "
+                        "swept), beside the U-Net paper's Table 1")
     p.add_argument("--out", help="folder for metrics.json and metrics.csv")
     p.set_defaults(func=cmd_evaluate)
 
