@@ -227,3 +227,17 @@ def test_broken_run_files_are_named_with_what_to_do(tmp_path):
     for name in ("empty.keras", "text.keras"):
         with pytest.raises(ValueError, match=f"cannot load the model in .*{name}"):
             load_run(tmp_path / name)
+
+
+def test_several_machines_are_refused_with_the_reason_not_a_hang(tmp_path):
+    # Keras 3's fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585): with two
+    # workers on localhost it stops in fit's build, and a half-started collective hangs the peer
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2",
+               TF_CONFIG=json.dumps({"cluster": {"worker": ["localhost:1", "localhost:2"]},
+                                     "task": {"type": "worker", "index": 0}}))
+    result = subprocess.run([sys.executable, "-m", "unet_ref.cli", "train", "--out", str(tmp_path / "run"),
+                             "--epochs", "1"], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("unet-ref train: error: TF_CONFIG is set, but training "
+                                                             "on several machines is not supported")
+    assert not (tmp_path / "run").exists()  # refused before anything was written

@@ -17,14 +17,9 @@ Read top to bottom, like nanoGPT's train.py:
 
 Distribution. With more than one GPU (or several logical CPU devices) visible, training
 runs under `tf.distribute.MirroredStrategy`; `batch_size` is then the *global* batch,
-split across the replicas. Across machines, set `TF_CONFIG` on every worker, e.g.
-
-    TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
-                "task": {"type": "worker", "index": 0}}' unet-ref train ...
-
-(index 1 on the second host) and the same code runs under
-`tf.distribute.MultiWorkerMirroredStrategy`. Every worker writes its checkpoints; point
-`--out` at a local folder per worker or a shared one for worker 0 only.
+split across the replicas. Several machines are not supported: Keras 3's `fit` fails
+under `MultiWorkerMirroredStrategy` (see `distribution_strategy`), so a set TF_CONFIG is
+refused with that explanation instead of a crash or a hang.
 
 Resuming. `BackupAndRestore` saves weights + optimizer state + the epoch number at the
 end of every epoch (or every `backup_every` steps). Keras 3 restarts an interrupted
@@ -186,12 +181,21 @@ def load_data(config):
 
 
 def distribution_strategy():
-    """MultiWorkerMirroredStrategy under TF_CONFIG, MirroredStrategy when this machine
-    shows more than one GPU (or more than one logical CPU device), else the default."""
+    """MirroredStrategy when this machine shows more than one GPU (or more than one logical
+    CPU device), else the default strategy.
+
+    Several machines (TF_CONFIG) are refused: Keras 3's `fit` fails under
+    tf.distribute.MultiWorkerMirroredStrategy (keras-team/keras#20585; with Keras 3.15 and
+    TensorFlow 2.21 two workers on localhost stop with "Attempt to convert a value
+    (PerReplica ...)" when fit builds the model, and, past that, "Invalid reduction
+    dimension 0" in every step), and a half-started collective can hang the other worker.
+    """
     import tensorflow as tf
 
     if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        raise ValueError("TF_CONFIG is set, but training on several machines is not supported: Keras 3's fit fails "
+                         "under MultiWorkerMirroredStrategy (keras-team/keras#20585); unset TF_CONFIG to train on "
+                         "this machine's devices")
     gpus = tf.config.list_logical_devices("GPU")
     cpus = tf.config.list_logical_devices("CPU")
     if len(gpus) > 1:
@@ -201,7 +205,14 @@ def distribution_strategy():
     return tf.distribute.get_strategy()
 
 
-# --- the run -------------------------------------------------------------------------------
+def _device_summary(strategy):
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    where = f"{len(gpus)} GPU(s)" if gpus else f"the CPU ({os.cpu_count()} cores)"
+    if strategy.num_replicas_in_sync > 1:
+        return f"training on {strategy.num_replicas_in_sync} replicas ({type(strategy).__name__}), each on {where}"
+    return f"training on {where}"
 
 
 def train(config, callbacks=()):
@@ -210,16 +221,16 @@ def train(config, callbacks=()):
     `callbacks` are extra Keras callbacks, run after the trainer's own ones.
     """
     import keras
+    import tensorflow as tf
 
     from unet_ref.callbacks import trainer_callbacks
     from unet_ref.loss import compile_unet
     from unet_ref.model import build_unet
-    import tensorflow as tf
-
     from unet_ref.pipeline import PipelineError, make_dataset, take_failure
     from unet_ref.runs import start_run
 
     _check_config(config)
+    strategy = distribution_strategy()  # before any other TensorFlow op, as tf.distribute asks
     out = pathlib.Path(config.out)
     start_run(config, out)  # refuses a finished run or another configuration, trims log.csv on resume
     keras.utils.set_random_seed(config.seed)
@@ -231,14 +242,12 @@ def train(config, callbacks=()):
     train_data = make_dataset(train_images, train_labels, augment=True, seed=config.seed, **tiles)
     val_data = make_dataset(val_images, val_labels, augment=False, seed=config.seed + 1, **tiles)
 
-    strategy = distribution_strategy()
     with strategy.scope():
         model = build_unet(base_filters=config.base_filters, depth=config.depth, dropout=config.dropout)
         decay_steps = config.epochs * config.steps_per_epoch if config.lr_schedule == "cosine" else None
         compile_unet(model, optimizer=config.optimizer, learning_rate=config.learning_rate, momentum=config.momentum,
                      decay_steps=decay_steps)
-    if strategy.num_replicas_in_sync > 1:
-        print(f"training on {strategy.num_replicas_in_sync} replicas ({type(strategy).__name__})")
+    print(_device_summary(strategy), flush=True)
 
     try:
         history = model.fit(
