@@ -106,6 +106,9 @@ def test_evaluate_saved_predictions_prints_table_and_writes_json_csv(tmp_path):
         (("train", "--tile-size", "101", "--out", "{tmp}/run"), "nearest valid input sizes"),
         (("train", "--data", "{tmp}/nothing_here", "--out", "{tmp}/run"), "does not exist"),
         (("weightmap", "{tmp}/mask.png", "--out", "{tmp}/mask.png"), "--out {tmp}/mask.png is a file"),
+        (("weightmap", "{tmp}/nan.npy", "--out", "{tmp}/w", "--threshold", "0.5", "--quiet"), "contains NaN"),
+        (("weightmap", "{tmp}/nan.npy", "--out", "{tmp}/w", "--quiet"), "label nan: mask must be a binary mask"),
+        (("weightmap", "{tmp}/negative.npy", "--out", "{tmp}/w", "--instances", "--quiet"), "negative values"),
         (("predict", "{tmp}/none.keras", "{tmp}/mask.png", "--out", "{tmp}/mask.png"), "is a file"),
         (("evaluate", "--pred", "{tmp}/mask.npy", "--truth", "{tmp}/mask.png", "--out", "{tmp}/mask.png"), "is a file"),
         (("train", "--out", "{tmp}/mask.png", "--epochs", "1"), "--out {tmp}/mask.png is a file"),
@@ -118,6 +121,8 @@ def test_bad_input_gives_one_line_naming_the_problem_and_exit_code_2(tmp_path, a
     np.save(tmp_path / "small.npy", np.zeros((5, 5), np.float32))
     np.save(tmp_path / "mask_prob.npy", np.zeros((5, 5), np.float32))
     np.save(tmp_path / "mask.npy", _two_cells())
+    np.save(tmp_path / "nan.npy", np.where(_two_cells() > 0, 1.0, np.nan))
+    np.save(tmp_path / "negative.npy", _two_cells().astype(np.int32) - 1)
     io.imsave(tmp_path / "mask.png", _two_cells(), check_contrast=False)
     result = run(*(a.format(tmp=tmp_path) if isinstance(a, str) else a for a in args))
     assert result.returncode == 2

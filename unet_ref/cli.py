@@ -81,13 +81,13 @@ def cmd_weightmap(args):
     for name, labels in tqdm(images, desc="weight maps", unit="image", disable=args.quiet):
         if labels.ndim != 2:
             raise UserError(f"label {name} has shape {labels.shape}; expected a 2-D mask or instance labels")
-        if args.instances:
-            weights = weight_map(labels=labels, w0=args.w0, sigma=args.sigma)
-        else:  # the one mask rule of unet_ref.masks, as the API reads it
-            try:
+        try:
+            if args.instances:
+                weights = weight_map(labels=labels, w0=args.w0, sigma=args.sigma)
+            else:  # the one mask rule of unet_ref.masks, as the API reads it
                 weights = weight_map(labels, w0=args.w0, sigma=args.sigma, threshold=args.threshold)
-            except ValueError as error:
-                raise UserError(f"label {name}: {error}") from error
+        except (ValueError, TypeError) as error:
+            raise UserError(f"label {name}: {error}") from error
         if args.format == "npy":
             with atomic_write(out / f"{name}.npy", "wb") as f:
                 np.save(f, weights)
