@@ -480,6 +480,41 @@ def evaluation_figure():
     return fig
 
 
+@output("warping.png")
+def warping_figure():
+    """What the challenge's warping error counts (a merge, a split) and forgives (a thicker
+    membrane, a hole), on the toy truth of chapter 8, with unet_ref.challenge_scores."""
+    from scipy import ndimage
+
+    from unet_ref.challenge import challenge_scores
+
+    truth = np.zeros((64, 64), np.uint8)  # 16 square cells, 2 px membranes (chapter 8)
+    for r in range(0, 64, 16):
+        for c in range(0, 64, 16):
+            truth[r + 1:r + 15, c + 1:c + 15] = 255
+    cells = truth > 0
+    merged, split, hole = cells.copy(), cells.copy(), cells.copy()
+    merged[1:15, 15:17] = True  # the membrane between two cells missed
+    split[16:32, 8] = False  # a spurious membrane through a cell
+    hole[38:42, 38:42] = False  # a dark blob inside a cell called membrane
+    thick = ndimage.binary_erosion(cells)  # every membrane 1 px thicker on each side
+    cases = [("merge: counted", merged), ("split: counted", split), ("thicker membranes: forgiven", thick),
+             ("a hole in a cell: forgiven", hole)]
+    fig, axes = plt.subplots(1, 4, figsize=(15, 4.2))
+    for ax, (title, proposal) in zip(axes, cases):
+        scores = challenge_scores(proposal.astype(np.float32), truth)
+        splits, merges = scores["sweep"]["splits_merges"][0]
+        picture = np.stack([cells] * 3, axis=-1).astype(float) * 0.85  # truth: gray cells
+        picture[proposal & ~cells] = (0.3, 0.6, 1.0)  # predicted cell where the truth has membrane
+        picture[~proposal & cells] = (1.0, 0.35, 0.3)  # predicted membrane inside a true cell
+        show(ax, picture, f"{title}\n{splits} split + {merges} merge px; pixel error {scores['pixel_error']:.3f}",
+             cmap=None)
+    fig.suptitle("Warping error: the truth is bent towards the prediction by topology-preserving pixel flips; "
+                 "only splits and merges remain (blue: extra cell, red: extra membrane)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    return fig
+
+
 @output("weightmap_isbi.md")
 def bench_isbi_table():
     """The ISBI group of the committed benchmark as a Markdown table (median, ratios, memory)."""
