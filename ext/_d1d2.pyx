@@ -259,7 +259,7 @@ cdef inline float _dist(int64_t sq) noexcept nogil:
     return <float>_root(sq) if sq < INF else INFINITY
 
 
-def _nearest_two(label_t[:, ::1] labels, float[:, ::1] d1, float[:, ::1] d2,
+def _nearest_two(const label_t[:, ::1] labels, float[:, ::1] d1, float[:, ::1] d2,
                  float[:, ::1] w, double wc0, double wc1, double w0, double sigma,
                  bint border_all, int num_threads, Py_ssize_t top, Py_ssize_t left):
     """Fill d1, d2 (when w is None) or the weight map w (when d1, d2 are None) on the

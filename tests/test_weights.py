@@ -115,6 +115,40 @@ def test_d1_d2_of_bool_and_byte_swapped_labels():
     assert_bit_identical(d1_d2(mask), reference.d1_d2(mask.astype(np.uint8)))
 
 
+@pytest.mark.parametrize("dtype", INT_DTYPES + [bool])
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_d1_d2_and_weight_map_accept_read_only_labels(dtype, layout):
+    # np.load(mmap_mode="r"), tifffile.memmap and np.frombuffer give arrays with writeable=False
+    labels = np.zeros((9, 13), dtype)
+    labels[1:4, 2:5], labels[6:8, 1:3], labels[5:9, 9:12] = 1, (0 if dtype is bool else 5), 1
+    if dtype is not bool:
+        labels[0, 12] = 7
+    expected = reference.d1_d2(labels.astype(np.int64))
+    if layout == "F":
+        labels = np.asfortranarray(labels)
+    elif layout == "strided":
+        big = np.zeros((18, 26), dtype)
+        big[::2, ::2] = labels
+        labels = big[::2, ::2]
+    labels.flags.writeable = False
+    assert_bit_identical(d1_d2(labels), expected)
+    writable = labels.copy()
+    assert np.array_equal(weight_map(labels=labels), weight_map(labels=writable))
+    assert np.array_equal(weight_map(labels=labels, window=np.s_[2:7, 3:11]), weight_map(labels=writable)[2:7, 3:11])
+
+
+def test_d1_d2_of_memory_mapped_and_buffer_labels(tmp_path):
+    labels = np.zeros((20, 30), np.uint16)
+    labels[2:8, 3:9], labels[12:18, 20:27] = 3, 9
+    np.save(tmp_path / "labels.npy", labels)
+    mapped = np.load(tmp_path / "labels.npy", mmap_mode="r")
+    from_bytes = np.frombuffer(labels.tobytes(), np.uint16).reshape(labels.shape)
+    assert not mapped.flags.writeable and not from_bytes.flags.writeable
+    expected = reference.d1_d2(labels)
+    assert_bit_identical(d1_d2(mapped), expected)
+    assert_bit_identical(d1_d2(from_bytes), expected)
+
+
 # -- the 25 ISBI 2012 training labels: ~2 s of reference per slice, so 4 slices by default
 ISBI_SLICES = range(25) if os.environ.get("UNET_REF_ALL_ISBI") == "1" else (0, 8, 16, 24)
 

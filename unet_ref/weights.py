@@ -97,8 +97,9 @@ def d1_d2(labels, *, num_threads=None):
     ----------
     labels : (H, W) array of int or bool
         Instance labels: 0 is background, every other value is one object; ids need not be
-        contiguous. Any integer dtype, C or Fortran order or a strided view. Negative
-        values raise ValueError, float arrays raise TypeError.
+        contiguous. Any integer dtype, C or Fortran order or a strided view; read-only
+        arrays (`np.load(..., mmap_mode="r")`, `tifffile.memmap`, `np.frombuffer`) are read
+        in place. Negative values raise ValueError, float arrays raise TypeError.
     num_threads : int or None, default None
         OpenMP threads for the kernel; None uses every core the process may run on. Pass
         1 where the caller is parallel already (the training pipeline computes one weight
