@@ -114,3 +114,71 @@ def voronoi_mask(n_cells, size=512, seed=0):
 @pytest.mark.parametrize("name", NAMES)
 def test_cell_count(benchmark, name, n_cells):
     run(benchmark, f"{n_cells} cells in 512x512", voronoi_mask(n_cells), name, with_reference=n_cells <= 100)
+
+
+# -- adversarial layouts (issue 15.7) --------------------------------------------------------
+# The row pass is linear on every input (ext/_d1d2.pyx). These layouts made the old outward
+# scan quadratic per row; each is timed against a dense tessellation of the same size, on one
+# thread (the bound is per thread). Target: every ratio <= 3.
+
+LAYOUT_SIDE = 4096
+
+
+def dense_tessellation(size):
+    """ISBI-like: Voronoi cells of ~2000 px with 2 px membranes (instance labels)."""
+    mask = voronoi_mask(size * size // 2000, size)
+    return ndimage.label(mask >= 128)[0].astype(np.int32)
+
+
+def band_of_cells(size, cell=8):
+    """Empty except a band of 8-px cells along the top (the issue's 30 s case)."""
+    labels = np.zeros((size, size), np.int32)
+    labels[:cell] = np.arange(size) // cell + 1
+    return labels
+
+
+def diagonal_pixels(size):
+    """One-pixel cells on the diagonal: each column's nearest cell is another one."""
+    labels = np.zeros((size, size), np.int32)
+    labels[np.arange(size), np.arange(size)] = np.arange(1, size + 1)
+    return labels
+
+
+def comb(size):
+    """Two labels alternating along the top row: runs of one column, labels repeating."""
+    labels = np.zeros((size, size), np.int32)
+    labels[0] = np.arange(size) % 2 + 1
+    return labels
+
+
+def sparse_points(size, n=1000):
+    labels = np.zeros((size, size), np.int32)
+    labels.flat[np.random.default_rng(0).choice(size * size, n, replace=False)] = np.arange(1, n + 1)
+    return labels
+
+
+def noise(size, n=1000):
+    """Every pixel a random one of n ids (no background): a label change at every step."""
+    return np.random.default_rng(0).integers(1, n + 1, size=(size, size), dtype=np.int32)
+
+
+def column_stripes(size):
+    """One id per column: every column its own run."""
+    return np.broadcast_to(np.arange(1, size + 1, dtype=np.int32), (size, size)).copy()
+
+
+LAYOUTS = {f.__name__: f for f in (dense_tessellation, band_of_cells, diagonal_pixels, comb, sparse_points,
+                                    noise, column_stripes)}
+
+
+@functools.lru_cache
+def layout_labels(name, size=LAYOUT_SIDE):
+    return LAYOUTS[name](size)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_layout(benchmark, layout):
+    labels = layout_labels(layout)
+    benchmark.group = f"layouts {LAYOUT_SIDE}x{LAYOUT_SIDE}: d1_d2 on 1 thread vs a dense tessellation"
+    benchmark.extra_info["baseline"] = layout == "dense_tessellation"
+    benchmark(lambda: d1_d2(labels, num_threads=1))

@@ -22,17 +22,18 @@ Algorithm (separable, like every exact Euclidean distance transform):
    labels above. A bottom-up sweep does the same below, and the two pairs are merged.
    Rows are swept over a block of columns at once, so the memory access is contiguous.
 
-2. Row pass (axis 1), for the columns x' of one row:
+2. Row pass (axis 1), one row at a time, with g1 = dy1^2, g2 = dy2^2 per column x':
       d1(x)^2 = min_x' (x - x')^2 + g1(x')
-   is the lower envelope of parabolas (Felzenszwalb & Huttenlocher 2012), linear time,
-   and carries the nearest label L1(x) = l1(argmin). Then
+   is the lower envelope of parabolas (Felzenszwalb & Huttenlocher 2012), linear time;
+   its argmin a(x) gives the nearest label L1(x) = l1(a(x)). Then
       d2(x)^2 = min( A(x), E2(x) ),
       A(x)  = min over x' with l1(x') != L1(x) of (x - x')^2 + g1(x'),
       E2(x) = min over all x' of (x - x')^2 + g2(x')   (a second envelope, linear).
-   A(x) is found by scanning outward from x over the columns that hold a label, jumping
-   over whole runs of columns with l1 == L1(x) and stopping as soon as (x - x')^2 is no
-   smaller than the best value found; on label images of cells the scan ends right after
-   the first column of another label, so the pass is linear in practice.
+   A(x) is computed per run: a maximal interval J = [s, e] of x over which L1(x) is one
+   label mu. On J, A is the lower envelope of the parabolas of the columns with l1 != mu,
+   and only the columns between u = a(s - 1) and w = a(e + 1) can be its argmin (below),
+   so the kernel builds that envelope over the columns u..w, skipping label mu, and reads
+   it on J.
 
 Why two distinct labels per column are enough. d2(x)^2 is the minimum over all pixels p
 with label(p) not in {0, L1} of |x - p|^2; group those pixels by column x'. In column x'
@@ -44,6 +45,24 @@ g2 parabola of a column with l1(x') != L1 (whose l2 may be L1 itself, an invalid
 candidate) but that parabola lies above the column's g1 parabola, which A includes, so the
 minimum does not change. Ties (two objects at the same distance d1) give d2 = d1 whichever
 is called L1, so any argmin is correct.
+
+Why the row pass is linear on every input. (i) The argmin of a lower envelope of
+parabolas (x - q)^2 + c_q only moves right: if q is a minimiser at x0 and p < q, then
+f_p - f_q = 2x(q - p) + const grows with x, so p is never a minimiser at any x > x0. (ii)
+Let J = [s, e] be a run of label mu, and apply (i) to the columns with l1 != mu: a(s - 1)
+is the nearest column of all at s - 1 and its label is not mu (s - 1 belongs to the
+previous run), so it is also a minimiser of that restricted envelope at s - 1, and every
+minimiser on J lies at or right of it; symmetrically at or left of a(e + 1). So the
+envelope over the columns u..w (u = a(s - 1), w = a(e + 1); the row's ends for the first
+and the last run) is exact on J. (iii) The ranges [u_k, w_k] of the runs k = 1, 2, ...
+both move right with k, and range k + 3 starts strictly after range k ends: w_k =
+a(s_(k+1)) <= a(e_(k+1)) < a(s_(k+2)) <= a(e_(k+2)) = u_(k+3), the strict step because
+a(e_(k+1)) and a(s_(k+2)) have different labels, hence are different columns. So every
+column lies in at most three ranges, the envelopes of all runs together scan at most 3 W
+columns, and the row costs at most 5 W column visits (two whole-row envelopes and the
+runs), whatever the layout. (The previous row pass scanned outward from x for A(x); on
+sparse images it visited O(W^2 / run length) columns per row.)
+
 """
 import numpy as np
 
@@ -137,21 +156,22 @@ cdef void _column_block(const label_t* lab, label_t* l1, int32_t* g1, int32_t* g
             g2[i + x] = sd if sd < od else od
 
 
-cdef Py_ssize_t _envelope(const int32_t* dy, Py_ssize_t W, Py_ssize_t* v,
-                          int64_t* f) noexcept nogil:
-    """Lower envelope of the parabolas (x - q)^2 + dy[q]^2 over dy != NONE; returns their count.
+cdef Py_ssize_t _envelope(const int64_t* g, const label_t* lab, Py_ssize_t p0, Py_ssize_t p1,
+                          bint skip, label_t mu, Py_ssize_t* v, int64_t* f) noexcept nogil:
+    """Lower envelope of the parabolas (x - q)^2 + g[q], q in p0..p1 with g[q] < INF (and
+    lab[q] != mu if skip); returns their count.
 
-    v[k] = apex column of the k-th lowest parabola from the left, f[k] = dy[v]^2 + v^2.
+    v[k] = apex column of the k-th lowest parabola from the left, f[k] = g[v] + v^2.
     Felzenszwalb & Huttenlocher's algorithm with its intersection test
     s(p, q) = (f_q - f_p) / (2 (q - p)) cross-multiplied, so that everything stays exact
     in int64 and no division is needed (|f| < 2^41 for H, W <= 2^20: products < 2^62).
     """
     cdef Py_ssize_t q, p, pp, k = -1
     cdef int64_t fq
-    for q in range(W):
-        if dy[q] == NONE:
+    for q in range(p0, p1 + 1):
+        if g[q] >= INF or (skip and lab[q] == mu):
             continue
-        fq = <int64_t>dy[q] * dy[q] + q * q
+        fq = g[q] + q * q
         # drop the last parabola while the new one overtakes it before it got lowest:
         # s(p, q) <= s(pp, p)
         while k >= 1:
@@ -166,78 +186,75 @@ cdef Py_ssize_t _envelope(const int32_t* dy, Py_ssize_t W, Py_ssize_t* v,
     return k + 1
 
 
-cdef void _row(const label_t* l1, const int32_t* g1, const int32_t* g2, Py_ssize_t W,
-               Py_ssize_t* v1, int64_t* f1, Py_ssize_t* v2, int64_t* f2,
-               Py_ssize_t* cols, label_t* clab, int64_t* cg, Py_ssize_t* nxt,
-               Py_ssize_t* prv, int64_t* d1sq, int64_t* d2sq) noexcept nogil:
-    """One row: squared d1 and d2 from the column pass's l1, dy1, dy2."""
-    cdef Py_ssize_t x, j, j0, n, k1 = 0, k2 = 0, p, dx
-    cdef Py_ssize_t n1 = _envelope(g1, W, v1, f1)
-    cdef Py_ssize_t n2 = _envelope(g2, W, v2, f2)
-    cdef int64_t best, dx2, cand
-    cdef label_t L
-    if n1 == 0:  # no object in this row's columns, hence none in the image
-        for x in range(W):
-            d1sq[x] = INF
-            d2sq[x] = INF
-        return
-    # the columns holding a label, and the ends of their runs of equal l1 (for jumping)
-    n = 0
-    for x in range(W):
-        if g1[x] != NONE:
-            cols[n] = x
-            clab[n] = l1[x]
-            cg[n] = <int64_t>g1[x] * g1[x]
-            n += 1
-    nxt[n - 1] = n
-    for j in range(n - 2, -1, -1):
-        nxt[j] = nxt[j + 1] if clab[j + 1] == clab[j] else j + 1
-    prv[0] = -1
-    for j in range(1, n):
-        prv[j] = prv[j - 1] if clab[j - 1] == clab[j] else j - 1
-    j0 = 0
-    for x in range(W):
-        # move to the next parabola once it is no higher at x: (x - v)^2 + g = x^2 - 2 x v + f
-        while k1 + 1 < n1 and f1[k1 + 1] - f1[k1] <= 2 * x * (v1[k1 + 1] - v1[k1]):
-            k1 += 1
-        p = v1[k1]
-        d1sq[x] = (x - p) * (x - p) + <int64_t>g1[p] * g1[p]
-        L = l1[p]
-        best = INF
-        if n2 > 0:
-            while k2 + 1 < n2 and f2[k2 + 1] - f2[k2] <= 2 * x * (v2[k2 + 1] - v2[k2]):
-                k2 += 1
-            p = v2[k2]
-            best = (x - p) * (x - p) + <int64_t>g2[p] * g2[p]
-        while j0 < n and cols[j0] < x:
-            j0 += 1
-        j = j0
-        while j < n:  # rightwards
-            dx = cols[j] - x
-            dx2 = dx * dx
-            if dx2 >= best:
-                break
-            if clab[j] == L:
-                j = nxt[j]
-                continue
-            cand = dx2 + cg[j]
-            if cand < best:
-                best = cand
-            j += 1
-        j = j0 - 1
-        while j >= 0:  # leftwards
-            dx = x - cols[j]
-            dx2 = dx * dx
-            if dx2 >= best:
-                break
-            if clab[j] == L:
-                j = prv[j]
-                continue
-            cand = dx2 + cg[j]
-            if cand < best:
-                best = cand
-            j -= 1
-        d2sq[x] = best
+cdef inline Py_ssize_t _advance(Py_ssize_t k, Py_ssize_t m, Py_ssize_t x, const Py_ssize_t* v,
+                                const int64_t* f) noexcept nogil:
+    # the envelope's parabola at x: move on while the next one is no higher there,
+    # (x - v')^2 + g' <= (x - v)^2 + g  <=>  f' - f <= 2 x (v' - v)
+    while k + 1 < m and f[k + 1] - f[k] <= 2 * x * (v[k + 1] - v[k]):
+        k += 1
+    return k
+
+
+cdef Py_ssize_t _line(const label_t* lab, const int64_t* g1, const int64_t* g2, Py_ssize_t n,
+                      Py_ssize_t lo, Py_ssize_t hi, int64_t* G1, int64_t* G2, Py_ssize_t* v,
+                      int64_t* f, Py_ssize_t* arg) noexcept nogil:
+    """One line: G1[x], G2[x] = squared d1, d2 for x in lo..hi-1, from the nearest label
+    lab[q] and the squared distances g1[q] to it and g2[q] to the nearest other label of
+    every position q (INF: none). Returns the positions the envelopes scanned (<= 5 n)."""
+    cdef Py_ssize_t m, k, x, y, s, e, u, w, p, work = 2 * n
+    cdef label_t mu
+    cdef int64_t a
+    m = _envelope(g1, lab, 0, n - 1, False, 0, v, f)
+    if m == 0:  # no object on this line's positions, hence none in the image
+        for x in range(lo, hi):
+            G1[x] = INF
+            G2[x] = INF
+        return work
+    # the nearest position arg[x] of every x (the runs' bounds may lie outside lo..hi-1)
+    k = 0
+    for x in range(n):
+        k = _advance(k, m, x, v, f)
+        arg[x] = v[k]
+    for x in range(lo, hi):
+        p = arg[x]
+        G1[x] = (x - p) * (x - p) + g1[p]
+    # E2: every second-nearest candidate
+    m = _envelope(g2, lab, 0, n - 1, False, 0, v, f)
+    k = 0
+    for x in range(lo, hi):
+        if m == 0:
+            G2[x] = INF
+            continue
+        k = _advance(k, m, x, v, f)
+        p = v[k]
+        G2[x] = (x - p) * (x - p) + g2[p]
+    # A: per run [s, e] of one nearest label mu, the envelope of the other labels over the
+    # positions arg[s - 1]..arg[e + 1] (module docstring: exact, <= 3 n positions in all)
+    s = lo
+    mu = lab[arg[lo]]
+    while s > 0 and lab[arg[s - 1]] == mu:
+        s -= 1
+    x = lo
+    while x < hi:
+        mu = lab[arg[x]]
+        e = x
+        while e + 1 < n and lab[arg[e + 1]] == mu:
+            e += 1
+        u = arg[s - 1] if s > 0 else 0
+        w = arg[e + 1] if e + 1 < n else n - 1
+        work += w - u + 1
+        m = _envelope(g1, lab, u, w, True, mu, v, f)
+        if m > 0:
+            k = 0
+            for y in range(x, min(e + 1, hi)):
+                k = _advance(k, m, y, v, f)
+                p = v[k]
+                a = (y - p) * (y - p) + g1[p]
+                if a < G2[y]:
+                    G2[y] = a
+        x = e + 1
+        s = x
+    return work
 
 
 # sqrt of the small squared distances, looked up: most d1^2, d2^2 on cell images are
@@ -269,6 +286,8 @@ def _nearest_two(const label_t[:, ::1] labels, float[:, ::1] d1, float[:, ::1] d
     with w_c = wc0 on background (label 0) and wc1 on objects; the border term is added
     everywhere (border_all) or on background only. The column pass covers the whole image
     (every column may hold the nearest cell), the row pass only the window's rows.
+    Returns the number of positions the row pass's envelopes scanned (at most 5 W per row,
+    module docstring), which the tests check on adversarial layouts.
     """
     cdef Py_ssize_t H = labels.shape[0], W = labels.shape[1]
     cdef bint want_w = w is not None
@@ -278,23 +297,19 @@ def _nearest_two(const label_t[:, ::1] labels, float[:, ::1] d1, float[:, ::1] d
     # nearest other label
     dtype = np.asarray(labels).dtype
     cdef label_t[:, ::1] l1 = np.empty((H, W), dtype=dtype)
-    cdef int32_t[:, ::1] g1 = np.empty((H, W), dtype=np.int32)
-    cdef int32_t[:, ::1] g2 = np.empty((H, W), dtype=np.int32)
+    cdef int32_t[:, ::1] dy1 = np.empty((H, W), dtype=np.int32)
+    cdef int32_t[:, ::1] dy2 = np.empty((H, W), dtype=np.int32)
     # per-column sweep state, each block of columns owns its slice
     cdef label_t[::1] a_lab = np.empty(W, dtype=dtype)
     cdef int32_t[::1] a_pos = np.zeros(W, dtype=np.int32)
     cdef int32_t[::1] b_pos = np.zeros(W, dtype=np.int32)
-    cdef Py_ssize_t nblocks = (W + BLOCK - 1) // BLOCK, blk, x0, y, x
+    cdef Py_ssize_t nblocks = (W + BLOCK - 1) // BLOCK, blk, x0, y, x, work = 0
     cdef double denom = 2.0 * sigma * sigma, a, wc
-    cdef Py_ssize_t* v1
-    cdef Py_ssize_t* v2
-    cdef Py_ssize_t* cols
-    cdef Py_ssize_t* nxt
-    cdef Py_ssize_t* prv
-    cdef int64_t* f1
-    cdef int64_t* f2
-    cdef label_t* clab
-    cdef int64_t* cg
+    cdef Py_ssize_t* v
+    cdef Py_ssize_t* arg
+    cdef int64_t* f
+    cdef int64_t* g1
+    cdef int64_t* g2
     cdef int64_t* d1sq
     cdef int64_t* d2sq
 
@@ -304,22 +319,20 @@ def _nearest_two(const label_t[:, ::1] labels, float[:, ::1] d1, float[:, ::1] d
     with nogil, parallel(num_threads=num_threads):
         for blk in prange(nblocks, schedule="dynamic"):
             x0 = blk * BLOCK
-            _column_block(&labels[0, 0], &l1[0, 0], &g1[0, 0], &g2[0, 0], H, W,
+            _column_block(&labels[0, 0], &l1[0, 0], &dy1[0, 0], &dy2[0, 0], H, W,
                           x0, min(x0 + BLOCK, W), &a_lab[0], &a_pos[0], &b_pos[0])
-        v1 = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
-        v2 = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
-        cols = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
-        nxt = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
-        prv = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
-        f1 = <int64_t*> malloc(W * sizeof(int64_t))
-        f2 = <int64_t*> malloc(W * sizeof(int64_t))
-        clab = <label_t*> malloc(W * sizeof(label_t))
-        cg = <int64_t*> malloc(W * sizeof(int64_t))
+        v = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
+        arg = <Py_ssize_t*> malloc(W * sizeof(Py_ssize_t))
+        f = <int64_t*> malloc(W * sizeof(int64_t))
+        g1 = <int64_t*> malloc(W * sizeof(int64_t))
+        g2 = <int64_t*> malloc(W * sizeof(int64_t))
         d1sq = <int64_t*> malloc(W * sizeof(int64_t))
         d2sq = <int64_t*> malloc(W * sizeof(int64_t))
         for y in prange(top, bottom, schedule="dynamic", chunksize=8):
-            _row(&l1[y, 0], &g1[y, 0], &g2[y, 0], W, v1, f1, v2, f2, cols, clab, cg,
-                 nxt, prv, d1sq, d2sq)
+            for x in range(W):
+                g1[x] = <int64_t>dy1[y, x] * dy1[y, x]
+                g2[x] = <int64_t>dy2[y, x] * dy2[y, x]
+            work += _line(&l1[y, 0], g1, g2, W, left, right, d1sq, d2sq, v, f, arg)
             if want_w:
                 for x in range(left, right):
                     wc = wc1 if labels[y, x] != 0 else wc0
@@ -331,14 +344,11 @@ def _nearest_two(const label_t[:, ::1] labels, float[:, ::1] d1, float[:, ::1] d
                 for x in range(left, right):
                     d1[y - top, x - left] = _dist(d1sq[x])
                     d2[y - top, x - left] = _dist(d2sq[x])
-        free(v1)
-        free(v2)
-        free(cols)
-        free(nxt)
-        free(prv)
-        free(f1)
-        free(f2)
-        free(clab)
-        free(cg)
+        free(v)
+        free(arg)
+        free(f)
+        free(g1)
+        free(g2)
         free(d1sq)
         free(d2sq)
+    return work

@@ -10,7 +10,7 @@ from scipy import ndimage
 from skimage.io import imread
 
 from unet_ref import reference
-from unet_ref.weights import balanced_class_weights, d1_d2, weight_map
+from unet_ref.weights import _kernel, balanced_class_weights, d1_d2, weight_map
 
 INT_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]
 EIGHT = np.ones((3, 3), bool)  # 8-connectivity, the notebook's (skimage's default in 2-D)
@@ -83,6 +83,59 @@ def test_weight_map_of_a_window_is_the_window_of_the_weight_map(labels, data):
     # negative and open-ended slices mean what they mean in numpy
     assert np.array_equal(weight_map(labels=labels, window=np.s_[-bottom:, :right]),
                           weight_map(labels=labels)[-bottom:, :right])
+
+
+# -- layouts that made the old row pass quadratic (issue 15.7) ------------------------------
+
+
+def band_of_cells(h, w, cell=8):
+    """Empty except a band of `cell`-px cells along the top: far rows see every cell."""
+    labels = np.zeros((h, w), np.int32)
+    labels[:cell] = np.arange(w) // cell + 1
+    return labels
+
+
+def diagonal_pixels(h, w):
+    """One-pixel cells on the diagonal: every column's nearest cell is a different one."""
+    labels = np.zeros((h, w), np.int32)
+    i = np.arange(min(h, w))
+    labels[i, i] = i + 1
+    return labels
+
+
+def comb(h, w):
+    """Two labels alternating along the top row: each label's columns are far from contiguous."""
+    labels = np.zeros((h, w), np.int32)
+    labels[0] = np.arange(w) % 2 + 1
+    return labels
+
+
+def sparse_points(h, w, n=40, seed=0):
+    labels = np.zeros((h, w), np.int32)
+    labels.flat[np.random.default_rng(seed).choice(h * w, n, replace=False)] = np.arange(1, n + 1)
+    return labels
+
+
+ADVERSARIAL = [band_of_cells, diagonal_pixels, comb, sparse_points]
+
+
+@pytest.mark.parametrize("layout", ADVERSARIAL)
+def test_adversarial_layouts_are_exact(layout):
+    labels = layout(61, 97)
+    assert_bit_identical(d1_d2(labels), reference.d1_d2(labels))
+    assert_bit_identical(d1_d2(labels.T), reference.d1_d2(labels.T))
+
+
+@pytest.mark.parametrize("layout", ADVERSARIAL)
+@pytest.mark.parametrize("side", [64, 512])
+def test_row_pass_scans_at_most_five_positions_per_pixel(layout, side):
+    # the bound proved in ext/_d1d2.pyx: two whole-row envelopes, and the runs' envelopes
+    # together scan every column at most three times; the old outward scan visited
+    # O(W^2 / cell width) columns per row on these layouts
+    for labels in (layout(side, side), layout(side, side).T):
+        d1, d2 = (np.empty_like(labels, dtype=np.float32) for _ in range(2))  # same layout
+        work = _kernel(labels, d1=d1, d2=d2, num_threads=2)
+        assert work <= 5 * labels.size
 
 
 def test_d1_d2_with_one_thread_equals_all_threads():
