@@ -50,36 +50,31 @@ distance to it, g2 = the squared distance to the nearest label != l1 (g = INF wh
    otherwise the nearest label != l1(q), at g2(q). So (l1, g1, g2) carries everything the
    next pass needs: its own second label is never needed, only its distance, and the
    triple (L1, G1, G2) has the same meaning over the (k+1)-D subspace. The last pass
-   returns d1 = sqrt(G1), d2 = sqrt(G2). G2 is computed as min(A(x), E2(x)) with
-      A(x)  = min over q with l1(q) != L1(x) of s^2 (x - q)^2 + g1(q),
-      E2(x) = min over all q of s^2 (x - q)^2 + g2(q)      (a second envelope).
-   E2 may use the g2 parabola of a position with l1(q) != L1 (whose second label may be
-   L1 itself, an invalid candidate), but that parabola lies above the same position's g1
-   parabola, which A includes, so the minimum does not change. Ties (two objects at the
-   same distance d1) give G2 = G1 whichever is called L1, so any argmin is correct.
+   returns d1 = sqrt(G1), d2 = sqrt(G2).
 
-   A(x) is computed per run: a maximal interval J = [s, e] of x over which L1(x) is one
-   label mu. On J, A is the lower envelope of the parabolas of the positions with
-   l1 != mu, and only the positions between u = a(s - 1) and w = a(e + 1) can be its
-   argmin (below), so the kernel builds that envelope over the positions u..w, skipping
-   label mu, and reads it on J.
+   G2 is computed per run: a maximal interval J = [b, e] of x over which L1(x) is one
+   label mu. On J, with c(q) = g1(q) if l1(q) != mu else g2(q) (the distance at q to the
+   nearest label other than mu), G2 is the lower envelope of the parabolas
+   s^2 (x - q)^2 + c(q), and only the positions between u = a(b - 1) and w = a(e + 1) can
+   be its argmin (below), so the kernel builds that envelope over the positions u..w and
+   reads it on J.
 
 Why each pass is linear on every input. (i) The argmin of a lower envelope of parabolas
 s^2 (x - q)^2 + c_q only moves right: if q is a minimiser at x0 and p < q, then f_p - f_q =
 2 s^2 x (q - p) + const grows with x, so p is never a minimiser at any x > x0. (ii) Let
-J = [s, e] be a run of label mu, and apply (i) to the positions with l1 != mu: a(s - 1) is
-the nearest position of all at s - 1 and its label is not mu (s - 1 belongs to the
-previous run), so it is also a minimiser of that restricted envelope at s - 1, and every
-minimiser on J lies at or right of it; symmetrically at or left of a(e + 1). So the
-envelope over the positions u..w (u = a(s - 1), w = a(e + 1); the line's ends for the
-first and the last run) is exact on J. (iii) The ranges [u_k, w_k] of the runs k = 1, 2, ...
-both move right with k, and range k + 3 starts strictly after range k ends: w_k =
-a(s_(k+1)) <= a(e_(k+1)) < a(s_(k+2)) <= a(e_(k+2)) = u_(k+3), the strict step because
-a(e_(k+1)) and a(s_(k+2)) have different labels, hence are different positions. So every
-position lies in at most three ranges, the envelopes of all runs together scan at most 3 n
-positions, and a line of n positions costs at most 5 n position visits (two whole-line
-envelopes and the runs), whatever the layout. (The first 2-D version scanned outward from
-x for A(x); on sparse images it visited O(W^2 / run length) columns per row.)
+J = [b, e] be a run of label mu. As c >= g1 everywhere, its envelope is >= G1; at b - 1
+the position u = a(b - 1) is the nearest of all and its label is not mu (b - 1 belongs to
+the previous run), so c(u) = g1(u) and u attains G1(b - 1): u minimises the envelope of c
+at b - 1, and by (i) every minimiser on J lies at or right of it; symmetrically at or left
+of w = a(e + 1). So the envelope over the positions u..w (the line's ends for the first and
+the last run) is exact on J. (iii) The ranges [u_k, w_k] of the runs k = 1, 2, ... both
+move right with k, and range k + 3 starts strictly after range k ends: w_k = a(b_(k+1)) <=
+a(e_(k+1)) < a(b_(k+2)) <= a(e_(k+2)) = u_(k+3), the strict step because a(e_(k+1)) and
+a(b_(k+2)) have different labels, hence are different positions. So every position lies
+in at most three ranges, the runs' envelopes together scan at most 3 n positions, and a
+line of n positions costs at most 4 n position visits (the envelope of g1 and the runs),
+whatever the layout. (The first 2-D version scanned outward from x for the candidates of
+other labels; on sparse images it visited O(W^2 / run length) columns per row.)
 
 Memory: the column pass's l1, dy1, dy2 for the window's slab, and per thread the lines and
 (in 3-D) one plane of (L1, G1, G2): O(voxels).
@@ -206,33 +201,40 @@ cdef inline bint _absent(val_t g) noexcept nogil:
         return g == INFINITY
 
 
+cdef inline val_t _none(val_t like) noexcept nogil:
+    # the "absent" value of like's type
+    if val_t is int64_t:
+        return INF
+    else:
+        return INFINITY
+
+
 cdef inline val_t _from_dy(int32_t dy, val_t s) noexcept nogil:
     # the column pass's distance as a squared distance (the first term of the sum)
-    if val_t is int64_t:
-        return INF if dy == NONE else _term(dy, s)
-    else:
-        return INFINITY if dy == NONE else _term(dy, s)
+    return _none(s) if dy == NONE else _term(dy, s)
 
 
-cdef Py_ssize_t _envelope(const val_t* g, const label_t* lab, Py_ssize_t p0, Py_ssize_t p1,
-                          bint skip, label_t mu, val_t s, Py_ssize_t* v, val_t* f) noexcept nogil:
-    """Lower envelope of the parabolas s^2 (x - q)^2 + g[q], q in p0..p1 with g[q] present
-    (and lab[q] != mu if skip); returns their count m. v[k] = apex of the k-th lowest
-    parabola from the left.
+cdef Py_ssize_t _envelope(const label_t* lab, const val_t* g1, const val_t* g2, Py_ssize_t p0,
+                          Py_ssize_t p1, bint second, label_t mu, val_t s, Py_ssize_t* v, val_t* f,
+                          val_t* h) noexcept nogil:
+    """Lower envelope of the parabolas s^2 (x - q)^2 + c_q over the positions q in p0..p1
+    where c_q is present, with c_q = g1[q], or (second) the distance to the nearest label
+    other than mu: g1[q] if lab[q] != mu else g2[q]. Returns their count m; v[k] = apex of
+    the k-th lowest parabola from the left, h[k] = its c.
 
-    int64 (Felzenszwalb & Huttenlocher, exact): f[k] = g[v] + s^2 v^2, and the intersection
+    int64 (Felzenszwalb & Huttenlocher, exact): f[k] = c + s^2 v^2, and the intersection
     test s(p, q) = (f_q - f_p) / (2 s^2 (q - p)) cross-multiplied, so that no division is
     needed (weights.py keeps |f| * n < 2^62). float64: f[k] = the abscissa from which
-    parabola k is the lowest, (p + q) / 2 + (g_q - g_p) / (2 s^2 (q - p)).
+    parabola k is the lowest, (p + q) / 2 + (c_q - c_p) / (2 s^2 (q - p)).
     """
     cdef Py_ssize_t q, p, pp, k = -1
-    cdef val_t fq
-    cdef double z
+    cdef val_t fq, c
     for q in range(p0, p1 + 1):
-        if _absent(g[q]) or (skip and lab[q] == mu):
+        c = g2[q] if second and lab[q] == mu else g1[q]
+        if _absent(c):
             continue
         if val_t is int64_t:
-            fq = g[q] + _term(q, s)
+            fq = c + _term(q, s)
             # drop the last parabola while the new one overtakes it before it got lowest:
             # s(p, q) <= s(pp, p)
             while k >= 1:
@@ -246,68 +248,56 @@ cdef Py_ssize_t _envelope(const val_t* g, const label_t* lab, Py_ssize_t p0, Py_
             # (f[0] = -inf stops the loop)
             fq = -INFINITY
             while k >= 0:
-                p = v[k]
-                fq = 0.5 * (p + q) + (g[q] - g[p]) / (2.0 * s * s * (q - p))
+                fq = 0.5 * (v[k] + q) + (c - h[k]) / (2.0 * s * s * (q - v[k]))
                 if fq > f[k]:
                     break
                 k -= 1
         k += 1
         v[k] = q
         f[k] = fq
+        h[k] = c
     return k + 1
 
 
 cdef inline Py_ssize_t _advance(Py_ssize_t k, Py_ssize_t m, Py_ssize_t x, const Py_ssize_t* v,
-                                const val_t* f, const val_t* g, val_t s) noexcept nogil:
+                                const val_t* f, const val_t* h, val_t s) noexcept nogil:
     # the envelope's parabola at x: move on while the next one is no higher there
     if val_t is int64_t:
-        # s^2 (x - v')^2 + g' <= s^2 (x - v)^2 + g  <=>  f' - f <= 2 s^2 x (v' - v)
+        # s^2 (x - v')^2 + c' <= s^2 (x - v)^2 + c  <=>  f' - f <= 2 s^2 x (v' - v)
         while k + 1 < m and f[k + 1] - f[k] <= 2 * s * s * x * (v[k + 1] - v[k]):
             k += 1
     else:
         # compare the float64 values themselves: the smaller of the two neighbours wins
-        while k + 1 < m and g[v[k + 1]] + _term(x - v[k + 1], s) <= g[v[k]] + _term(x - v[k], s):
+        while k + 1 < m and h[k + 1] + _term(x - v[k + 1], s) <= h[k] + _term(x - v[k], s):
             k += 1
     return k
 
 
 cdef Py_ssize_t _line(const label_t* lab, const val_t* g1, const val_t* g2, Py_ssize_t n,
                       val_t s, Py_ssize_t lo, Py_ssize_t hi, label_t* L1, val_t* G1, val_t* G2,
-                      Py_ssize_t* v, val_t* f, Py_ssize_t* arg) noexcept nogil:
+                      Py_ssize_t* v, val_t* f, val_t* h, Py_ssize_t* arg) noexcept nogil:
     """One line of one pass: (L1, G1, G2)[x] for x in lo..hi-1 from (lab, g1, g2)[q] of
     every position q (module docstring, step 2). Returns the positions its envelopes
-    scanned (<= 5 n)."""
-    cdef Py_ssize_t m, k, x, y, b, e, u, w, p, work = 2 * n
+    scanned (<= 4 n)."""
+    cdef Py_ssize_t m, k, x, y, b, e, u, w, work = n
     cdef label_t mu
-    cdef val_t a
-    m = _envelope(g1, lab, 0, n - 1, False, 0, s, v, f)
+    m = _envelope(lab, g1, g2, 0, n - 1, False, 0, s, v, f, h)
     if m == 0:  # no object on this line's positions, hence none in the image
         for x in range(lo, hi):
             L1[x] = 0
-            G1[x] = g1[0]  # all absent
-            G2[x] = g1[0]
+            G1[x] = _none(s)
+            G2[x] = _none(s)
         return work
     # the nearest position arg[x] of every x (the runs' bounds may lie outside lo..hi-1)
     k = 0
     for x in range(n):
-        k = _advance(k, m, x, v, f, g1, s)
+        k = _advance(k, m, x, v, f, h, s)
         arg[x] = v[k]
-    for x in range(lo, hi):
-        p = arg[x]
-        L1[x] = lab[p]
-        G1[x] = g1[p] + _term(x - p, s)
-    # E2: every second-nearest candidate
-    m = _envelope(g2, lab, 0, n - 1, False, 0, s, v, f)
-    k = 0
-    for x in range(lo, hi):
-        if m == 0:
-            G2[x] = g2[0]  # absent
-            continue
-        k = _advance(k, m, x, v, f, g2, s)
-        p = v[k]
-        G2[x] = g2[p] + _term(x - p, s)
-    # A: per run [b, e] of one nearest label mu, the envelope of the other labels over the
-    # positions arg[b - 1]..arg[e + 1] (module docstring: exact, <= 3 n positions in all)
+        if lo <= x < hi:
+            G1[x] = h[k] + _term(x - v[k], s)
+    # G2 per run [b, e] of one nearest label mu: the envelope of the distances to labels
+    # other than mu over the positions arg[b - 1]..arg[e + 1] (module docstring: exact,
+    # <= 3 n positions in all)
     b = lo
     mu = lab[arg[lo]]
     while b > 0 and lab[arg[b - 1]] == mu:
@@ -321,15 +311,15 @@ cdef Py_ssize_t _line(const label_t* lab, const val_t* g1, const val_t* g2, Py_s
         u = arg[b - 1] if b > 0 else 0
         w = arg[e + 1] if e + 1 < n else n - 1
         work += w - u + 1
-        m = _envelope(g1, lab, u, w, True, mu, s, v, f)
-        if m > 0:
-            k = 0
-            for y in range(x, min(e + 1, hi)):
-                k = _advance(k, m, y, v, f, g1, s)
-                p = v[k]
-                a = g1[p] + _term(y - p, s)
-                if a < G2[y]:
-                    G2[y] = a
+        m = _envelope(lab, g1, g2, u, w, True, mu, s, v, f, h)
+        k = 0
+        for y in range(x, min(e + 1, hi)):
+            L1[y] = mu
+            if m == 0:  # no label but mu on the whole line
+                G2[y] = _none(s)
+            else:
+                k = _advance(k, m, y, v, f, h, s)
+                G2[y] = h[k] + _term(y - v[k], s)
         x = e + 1
         b = x
     return work
@@ -369,7 +359,7 @@ def _nearest_two(const label_t[:, :, ::1] labels, float[:, :, ::1] d1, float[:, 
     is added everywhere (border_all) or on background only. The column pass sweeps the
     whole image (every line may hold the nearest cell) but keeps the window's slab; the
     other passes see only the planes and lines the window needs. Returns the number of
-    positions the envelopes scanned (at most 5 per voxel and pass, module docstring),
+    positions the envelopes scanned (at most 4 per voxel and pass, module docstring),
     which the tests check on adversarial layouts.
     """
     cdef bint want_w = w is not None
@@ -398,6 +388,7 @@ def _nearest_two(const label_t[:, :, ::1] labels, float[:, :, ::1] d1, float[:, 
     cdef Py_ssize_t* v
     cdef Py_ssize_t* arg
     cdef val_t* f
+    cdef val_t* h
     cdef val_t* g1
     cdef val_t* g2
     cdef label_t* L1
@@ -424,6 +415,7 @@ def _nearest_two(const label_t[:, :, ::1] labels, float[:, :, ::1] d1, float[:, 
         v = <Py_ssize_t*> malloc(n * sizeof(Py_ssize_t))
         arg = <Py_ssize_t*> malloc(n * sizeof(Py_ssize_t))
         f = <val_t*> malloc(n * sizeof(val_t))
+        h = <val_t*> malloc(n * sizeof(val_t))
         g1 = <val_t*> malloc(n2 * sizeof(val_t))
         g2 = <val_t*> malloc(n2 * sizeof(val_t))
         L1 = <label_t*> malloc(n2 * sizeof(label_t))
@@ -452,7 +444,7 @@ def _nearest_two(const label_t[:, :, ::1] labels, float[:, :, ::1] d1, float[:, 
                             cg2[j * n1 + i1] = _from_dy(dy2[i0, i1 * n2 + x0 + j], s0)
                     for j in range(nj):
                         work += _line(&cl[j * n1], &cg1[j * n1], &cg2[j * n1], n1, s1, b1, b1 + o1,
-                                      &cL[j * n1], &cG1[j * n1], &cG2[j * n1], v, f, arg)
+                                      &cL[j * n1], &cG1[j * n1], &cG2[j * n1], v, f, h, arg)
                     for i1 in range(o1):
                         for j in range(nj):
                             PL[i1 * n2 + x0 + j] = cL[j * n1 + b1 + i1]
@@ -463,13 +455,13 @@ def _nearest_two(const label_t[:, :, ::1] labels, float[:, :, ::1] d1, float[:, 
                 if n1 > 1:
                     lab = &PL[r * n2]
                     work += _line(lab, &PG1[r * n2], &PG2[r * n2], n2, s2, b2, b2 + o2, L1, G1, G2,
-                                  v, f, arg)
+                                  v, f, h, arg)
                 else:
                     lab = &l1[i0, 0]
                     for i2 in range(n2):
                         g1[i2] = _from_dy(dy1[i0, i2], s0)
                         g2[i2] = _from_dy(dy2[i0, i2], s0)
-                    work += _line(lab, g1, g2, n2, s2, b2, b2 + o2, L1, G1, G2, v, f, arg)
+                    work += _line(lab, g1, g2, n2, s2, b2, b2 + o2, L1, G1, G2, v, f, h, arg)
                 if want_w:
                     for i2 in range(b2, b2 + o2):
                         L = labels[b0 + i0, b1 + r, i2]
@@ -485,6 +477,7 @@ def _nearest_two(const label_t[:, :, ::1] labels, float[:, :, ::1] d1, float[:, 
         free(v)
         free(arg)
         free(f)
+        free(h)
         free(g1)
         free(g2)
         free(L1)
