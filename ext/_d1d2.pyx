@@ -277,36 +277,36 @@ cdef Py_ssize_t _line(const label_t* lab, const val_t* g1, const val_t* g2, Py_s
                       val_t s, Py_ssize_t lo, Py_ssize_t hi, label_t* L1, val_t* G1, val_t* G2,
                       Py_ssize_t* v, val_t* f, val_t* h, Py_ssize_t* arg) noexcept nogil:
     """One line of one pass: (L1, G1, G2)[x] for x in lo..hi-1 from (lab, g1, g2)[q] of
-    every position q (module docstring, step 2). Returns the positions its envelopes
-    scanned (<= 4 n)."""
+    every position q (module docstring, step 2); L1 and G1 are filled on the whole line.
+    Returns the positions its envelopes scanned (<= 4 n)."""
     cdef Py_ssize_t m, k, x, y, b, e, u, w, work = n
     cdef label_t mu
     m = _envelope(lab, g1, g2, 0, n - 1, False, 0, s, v, f, h)
     if m == 0:  # no object on this line's positions, hence none in the image
-        for x in range(lo, hi):
+        for x in range(n):
             L1[x] = 0
             G1[x] = _none(s)
             G2[x] = _none(s)
         return work
-    # the nearest position arg[x] of every x (the runs' bounds may lie outside lo..hi-1)
+    # the nearest position arg[x] and label L1[x] of every x (the runs' bounds may lie
+    # outside lo..hi-1)
     k = 0
     for x in range(n):
         k = _advance(k, m, x, v, f, h, s)
         arg[x] = v[k]
-        if lo <= x < hi:
-            G1[x] = h[k] + _term(x - v[k], s)
+        L1[x] = lab[v[k]]
+        G1[x] = h[k] + _term(x - v[k], s)
     # G2 per run [b, e] of one nearest label mu: the envelope of the distances to labels
     # other than mu over the positions arg[b - 1]..arg[e + 1] (module docstring: exact,
     # <= 3 n positions in all)
     b = lo
-    mu = lab[arg[lo]]
-    while b > 0 and lab[arg[b - 1]] == mu:
+    while b > 0 and L1[b - 1] == L1[lo]:
         b -= 1
     x = lo
     while x < hi:
-        mu = lab[arg[x]]
+        mu = L1[x]
         e = x
-        while e + 1 < n and lab[arg[e + 1]] == mu:
+        while e + 1 < n and L1[e + 1] == mu:
             e += 1
         u = arg[b - 1] if b > 0 else 0
         w = arg[e + 1] if e + 1 < n else n - 1
@@ -314,7 +314,6 @@ cdef Py_ssize_t _line(const label_t* lab, const val_t* g1, const val_t* g2, Py_s
         m = _envelope(lab, g1, g2, u, w, True, mu, s, v, f, h)
         k = 0
         for y in range(x, min(e + 1, hi)):
-            L1[y] = mu
             if m == 0:  # no label but mu on the whole line
                 G2[y] = _none(s)
             else:
