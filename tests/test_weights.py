@@ -390,6 +390,17 @@ def test_d1_d2_with_odd_spacings_is_bit_identical_on_these_volumes():
         assert_bit_identical(d1_d2(labels, spacing=spacing), reference.d1_d2(labels, spacing))
 
 
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_huge_integer_spacings_take_scipys_float64_path(order):
+    # squared distances beyond 2^53 are not exact in scipy's float64 either: computed as scipy
+    # does, in the order of the axes, also for a Fortran-ordered volume
+    rng = np.random.default_rng(5)
+    labels = (rng.integers(1, 5, size=(6, 9, 11)) * (rng.random((6, 9, 11)) < 0.1)).astype(np.int32)
+    labels = np.asfortranarray(labels) if order == "F" else labels
+    spacing = (3 * 10**8, 10**8 + 1, 7)
+    assert_within_one_ulp(d1_d2(labels, spacing=spacing), reference.d1_d2(labels, spacing))
+
+
 def test_d1_d2_3d_by_hand_with_anisotropic_spacing():
     labels = np.zeros((3, 1, 4), np.uint8)
     labels[0, 0, 0], labels[2, 0, 3] = 1, 2  # slices 3 apart, columns 0.5 apart

@@ -116,9 +116,9 @@ def _runs_transposed(labels, spacing):
     """Fortran order: the distances of the transpose are the transpose of the distances, so
     the kernel runs on the (C-contiguous) transpose instead of a copy. Only where the order
     of the axes cannot change the float64 sums (scipy adds axis 0's term first): in 2-D
-    (a + b == b + a) and with integer spacings (exact sums)."""
+    (a + b == b + a) and on the exact integer path."""
     return (not labels.flags.c_contiguous and labels.flags.f_contiguous
-            and (labels.ndim == 2 or all(v.is_integer() for v in spacing)))
+            and (labels.ndim == 2 or _kernel_spacing(spacing, labels.shape).dtype == np.int64))
 
 
 def _empty_like(labels, spacing, shape=None):
