@@ -1,13 +1,14 @@
 """Log-log plots of the weight-map benchmark (benchmarks/test_weightmap.py).
 
 Reads the JSON that pytest-benchmark writes with --benchmark-json and draws the median
-time of every contender against the image size and against the number of cells:
+time of every contender against the image size and against the number of cells, in 2-D
+and (one figure, two panels) in 3-D:
 
     python -m pytest benchmarks/test_weightmap.py --benchmark-enable --benchmark-json bench.json
     python benchmarks/plot_weightmap.py bench.json --out docs/figures
 
-docs/make_figures.py calls `size_figure` and `cells_figure` on the JSON committed in
-docs/figures/data/, so the tutorial's plots are these.
+docs/make_figures.py calls `size_figure`, `cells_figure` and `volume_figure` on the JSON
+committed in docs/figures/data/, so the tutorial's plots are these.
 """
 import argparse
 import json
@@ -16,6 +17,7 @@ import pathlib
 import tempfile
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -41,18 +43,22 @@ def load(path):
                          f"write it with --benchmark-json")
     cpu = data.get("machine_info", {}).get("cpu", {})
     machine = f"{cpu.get('brand_raw', 'unknown CPU')}, {cpu.get('count', '?')} cores, no GPU"
+    load = data.get("load_average")  # written by docs/make_figures.py --run-benchmarks
+    if load:
+        machine += f", load average {load['before'][0]:.1f} -> {load['after'][0]:.1f} during the run"
     return machine, data["benchmarks"]
 
 
-def series(benchmarks, axis):
-    """{contender: ([x...], [median seconds...])} over the benchmarks parametrised by `axis`."""
+def series(benchmarks, axis, x=lambda value: value):
+    """{contender: ([x...], [median seconds...])} over the benchmarks parametrised by `axis`,
+    with x(param) on the horizontal axis."""
     out = {}
     for bench in benchmarks:
         params = bench.get("params") or {}
         if axis not in params or "name" not in params:
             continue
         xs, ys = out.setdefault(params["name"], ([], []))
-        xs.append(params[axis])
+        xs.append(x(params[axis]))
         ys.append(bench["stats"]["median"])
     for name, (xs, ys) in out.items():
         order = sorted(range(len(xs)), key=xs.__getitem__)
@@ -60,20 +66,24 @@ def series(benchmarks, axis):
     return out
 
 
-def _figure(benchmarks, machine, axis, xlabel, title):
-    data = series(benchmarks, axis)
+def _panel(ax, benchmarks, axis, xlabel, title, x=lambda value: value):
+    data = series(benchmarks, axis, x)
     if not data:
         raise ValueError(f"no benchmark is parametrised by {axis!r}; run benchmarks/test_weightmap.py")
-    fig, ax = plt.subplots(figsize=(7, 4.6))
     for name, (label, style) in CONTENDERS.items():
         if name in data:
             xs, ys = data[name]
             ax.loglog(xs, ys, label=label, markersize=5, **style)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("median time per call (s)")
-    ax.set_title(f"{title}\n{machine}", fontsize=10)
+    ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
+
+
+def _figure(benchmarks, machine, axis, xlabel, title):
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    _panel(ax, benchmarks, axis, xlabel, f"{title}\n{machine}")
     fig.tight_layout()
     return fig
 
@@ -92,6 +102,19 @@ def cells_figure(benchmarks, machine):
                    "Weight map: time against the number of cells")
 
 
+def volume_figure(benchmarks, machine):
+    """3-D, spacing (3, 1, 1): time against the voxel count (cells grow with the volume) and
+    against the number of cells in a 48 x 128 x 128 volume."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    _panel(left, benchmarks, "shape", "voxels (64^3 ... 256 x 512 x 512, ~8000 voxels per cell)",
+           "3-D weight map: time against volume size", x=lambda shape: int(np.prod(shape)))
+    _panel(right, benchmarks, "cells_3d", "cells in a 48 x 128 x 128 volume",
+           "3-D weight map: time against the number of cells")
+    fig.suptitle(f"3-D, voxel spacing (3, 1, 1) for every contender; {machine}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def _save(fig, path):
     """Atomically: temp file in the same folder, then os.replace."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
@@ -108,12 +131,13 @@ def _save(fig, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("json", help="pytest-benchmark JSON (--benchmark-json)")
-    parser.add_argument("--out", default=".", help="folder for the two PNGs (default: .)")
+    parser.add_argument("--out", default=".", help="folder for the three PNGs (default: .)")
     args = parser.parse_args(argv)
     machine, benchmarks = load(args.json)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name, make in (("weightmap_bench_size.png", size_figure), ("weightmap_bench_cells.png", cells_figure)):
+    for name, make in (("weightmap_bench_size.png", size_figure), ("weightmap_bench_cells.png", cells_figure),
+                       ("weightmap_bench_3d.png", volume_figure)):
         _save(make(benchmarks, machine), out / name)
         print(f"wrote {out / name}")
 

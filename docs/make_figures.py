@@ -264,13 +264,54 @@ def weight_map_figure():
     return fig
 
 
+def voronoi_stack(shape=(24, 128, 128), spacing=(3, 1, 1), n_cells=40, seed=1):
+    """A uint8 {0, 255} stack of Voronoi cells (nearest seed under `spacing`) whose membrane
+    is every voxel next to another cell: the cells stay apart when 26-connected. The same
+    recipe as the 3-D section of docs/weight_map.md."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    seeds = np.zeros(shape, np.int32)
+    seeds.flat[rng.choice(seeds.size, n_cells, replace=False)] = np.arange(1, n_cells + 1)
+    nearest = ndimage.distance_transform_edt(seeds == 0, sampling=spacing, return_distances=False,
+                                             return_indices=True)
+    cell_ids = seeds[tuple(nearest)]
+    membrane = ndimage.maximum_filter(cell_ids, size=3) != ndimage.minimum_filter(cell_ids, size=3)
+    return np.where(membrane, 0, 255).astype(np.uint8)
+
+
+@output("weightmap_3d.png")
+def weight_map_3d_figure():
+    """Slice and cross-section of d1, d2 and w of an anisotropic stack, spacing (3, 1, 1)."""
+    from unet_ref.masks import label_cells
+    from unet_ref.weights import d1_d2, weight_map
+
+    spacing = (3, 1, 1)
+    volume = voronoi_stack(spacing=spacing)
+    w = weight_map(volume, spacing=spacing)
+    d1, d2 = d1_d2(label_cells(volume > 0), spacing=spacing)
+    z, y = volume.shape[0] // 2, volume.shape[1] // 2
+    fig, axes = plt.subplots(2, 4, figsize=(16, 6.2), gridspec_kw={"height_ratios": [128, 72 + 20]})
+    for row, (cut, where, aspect) in enumerate([(np.s_[z], f"slice z = {z}", 1),
+                                                (np.s_[:, y], f"section y = {y} (z stretched 3 x)", 3)]):
+        show(axes[row, 0], volume[cut], f"mask, {where}", aspect=aspect)
+        show(axes[row, 1], d1[cut], "$d_1$ (px)", cmap="magma", colorbar=True, aspect=aspect)
+        show(axes[row, 2], d2[cut], "$d_2$ (px)", cmap="magma", colorbar=True, aspect=aspect)
+        show(axes[row, 3], w[cut], "$w$", cmap="viridis", colorbar=True, aspect=aspect)
+    fig.suptitle(f"3-D weight map of a {' x '.join(map(str, volume.shape))} stack, spacing (3, 1, 1): "
+                 "slices 3 px thick", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
 # --- chapter 4: the benchmark plots ---------------------------------------------------------
 
 BENCH_JSON = BENCH_DATA / "weightmap_bench.json"
 
 
 def run_weightmap_benchmark():
-    """Run benchmarks/test_weightmap.py and keep a slim copy of its JSON in docs/figures/data."""
+    """Run benchmarks/test_weightmap.py (about 10 minutes with the 3-D groups) and keep a slim
+    copy of its JSON in docs/figures/data."""
     import json
     import subprocess
 
@@ -279,7 +320,9 @@ def run_weightmap_benchmark():
         command = [sys.executable, "-m", "pytest", "benchmarks/test_weightmap.py", "--benchmark-enable",
                    "-p", "no:cacheprovider", "-q", f"--benchmark-json={raw}"]
         print(" ".join(command), flush=True)
+        load_before = os.getloadavg()  # the ratios are only as good as the machine was idle
         subprocess.run(command, cwd=ROOT, check=True)
+        load_after = os.getloadavg()
         data = json.loads(raw.read_text())
     keep = ("group", "name", "params", "extra_info")
     stats = ("min", "median", "max", "rounds")
@@ -287,6 +330,7 @@ def run_weightmap_benchmark():
         "machine_info": {"cpu": data["machine_info"]["cpu"], "system": data["machine_info"]["system"],
                          "python_version": data["machine_info"]["python_version"]},
         "datetime": data["datetime"],
+        "load_average": {"before": [round(v, 2) for v in load_before], "after": [round(v, 2) for v in load_after]},
         "benchmarks": [{**{k: b[k] for k in keep}, "stats": {k: b["stats"][k] for k in stats}}
                        for b in data["benchmarks"]],
     }
@@ -313,6 +357,12 @@ def bench_size_figure():
 def bench_cells_figure():
     plot, machine, benchmarks = _bench_plots()
     return plot.cells_figure(benchmarks, machine)
+
+
+@output("weightmap_bench_3d.png")
+def bench_3d_figure():
+    plot, machine, benchmarks = _bench_plots()
+    return plot.volume_figure(benchmarks, machine)
 
 
 # --- chapter 6: overlap-tile ----------------------------------------------------------------

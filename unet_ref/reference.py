@@ -10,7 +10,8 @@ cell, stacked into an (H, W, n_cells) float64 array and sorted along the cells. 
 n_cells distance transforms and O(H W n_cells) memory (about 2-3 s and 640 MB for a
 512 x 512 ISBI label with ~130 cells), which is why `unet_ref.weights` exists. This module
 keeps the obvious algorithm as the definition that the fast kernel is tested against and
-the baseline it is benchmarked against. Do not use it for training.
+the baseline it is benchmarked against, in any number of dimensions and with a pixel
+spacing per axis (scipy's `sampling`). Do not use it for training.
 """
 import numpy as np
 from scipy.ndimage import distance_transform_edt
@@ -19,50 +20,55 @@ from skimage.measure import label
 __all__ = ["d1_d2", "weight_map"]
 
 
-def d1_d2(labels):
+def d1_d2(labels, spacing=None):
     """Distances to the nearest and second-nearest object, one distance transform per object.
 
     Parameters
     ----------
-    labels : (H, W) array of int
+    labels : array of int, any number of dimensions
         Instance labels; 0 is background, every other value is one object.
+    spacing : sequence of float, optional
+        Pixel size along each axis, passed to `distance_transform_edt` as `sampling`.
 
     Returns
     -------
-    d1, d2 : (H, W) float32
+    d1, d2 : float32 arrays of the labels' shape
         Euclidean distance to the nearest object (0 inside it) and to the nearest pixel of
         a different object; `inf` where fewer than one / two objects exist.
     """
-    d1, d2 = _nearest_two(np.asarray(labels))
+    d1, d2 = _nearest_two(np.asarray(labels), spacing)
     # float64 until here, like the notebook; one rounding to float32 at the end
     return d1.astype(np.float32), d2.astype(np.float32)
 
 
-def _nearest_two(labels):
+def _nearest_two(labels, spacing=None):
     """(d1, d2) in float64, as the notebook has them before the weight formula."""
     ids = np.unique(labels)
     ids = ids[ids != 0]
-    # maps[..., i]: distance of every pixel to object ids[i]            # (H, W, n_objects)
+    # maps[..., i]: distance of every pixel to object ids[i]            # (*shape, n_objects)
     maps = np.full(labels.shape + (max(len(ids), 2),), np.inf)
     for i, k in enumerate(ids):
-        maps[..., i] = distance_transform_edt(labels != k)
+        maps[..., i] = distance_transform_edt(labels != k, sampling=spacing)
     maps.sort(axis=-1)
     return maps[..., 0], maps[..., 1]
 
 
-def weight_map(mask, w0=10, sigma=5):
+def weight_map(mask, w0=10, sigma=5, spacing=None):
     """The notebook's `unet_wmap`: class weights plus the border term, per-cell version.
 
     Parameters
     ----------
-    mask : (H, W) uint8 {0, 255} or bool
-        Cells are the pixels >= 128 (True for bool); cells are the 8-connected components.
+    mask : uint8 {0, 255} or bool array, 2-D or 3-D
+        Cells are the pixels >= 128 (True for bool); cells are the connected components
+        with every neighbour (8-connected in 2-D, as the notebook; 26 in 3-D).
     w0, sigma : float
-        Border weight and width in pixels (paper: 10 and 5).
+        Border weight and width in the units of `spacing` (paper: 10 and 5 pixels).
+    spacing : sequence of float, optional
+        Pixel size along each axis (`d1_d2`).
 
     Returns
     -------
-    (H, W) float32
+    float32 array of the mask's shape
 
     Notes
     -----
@@ -79,6 +85,6 @@ def weight_map(mask, w0=10, sigma=5):
     inv = np.array([1.0 / n if n else 0.0 for n in (n_membrane, n_cell)])
     w_c = inv / inv.max()
     w = np.where(cells, w_c[1], w_c[0])
-    d1, d2 = _nearest_two(label(cells, connectivity=2))
+    d1, d2 = _nearest_two(label(cells, connectivity=cells.ndim), spacing)
     w = w + w0 * np.exp(-((d1 + d2) ** 2) / (2.0 * sigma * sigma))  # inf -> exp(-inf) = 0
     return w.astype(np.float32)

@@ -6,13 +6,15 @@ w_c balances the class frequencies; the second term makes the network learn the 
 membrane between touching cells. d1 is the distance to the nearest cell, d2 to the
 second-nearest. The original notebook (and unet_ref.reference, the oracle) runs one
 Euclidean distance transform per cell; here the Cython kernel ext/_d1d2.pyx finds the two
-nearest distinct cells of every pixel in one separable pass, exactly: d1 and d2 are
-bit-identical in float32 to the per-cell reference. The algorithm and the proof that it is
-exact are at the top of ext/_d1d2.pyx and in `d1_d2`'s Notes.
+nearest distinct cells of every pixel (or voxel: 2-D and 3-D, with a spacing per axis) in
+one separable pass, exactly: d1 and d2 are bit-identical in float32 to the per-cell
+reference (within 1 float32 ulp for non-integer spacings). The algorithm and the proof that
+it is exact and linear are at the top of ext/_d1d2.pyx and in `d1_d2`'s Notes.
 
-This module does the validation, dtype and memory-layout handling; the kernel only sees a
-C-contiguous (H, W) label image with labels >= 0.
+This module does the validation, dtype, spacing and memory-layout handling; the kernel only
+sees a C-contiguous (N0, N1, N2) label image with labels >= 0 (a 2-D image as (H, 1, W)).
 """
+import math
 import numbers
 import os
 
@@ -23,42 +25,83 @@ from unet_ref.masks import cells_from_mask, check_labels, label_cells
 
 __all__ = ["d1_d2", "weight_map", "balanced_class_weights"]
 
-# the kernel's envelope test multiplies squared distances (< 2^41) by column gaps (< 2^20)
+# the column pass stores distances along axis 0 as int32
 MAX_SIDE = 2**20
+AXES = {2: "(H, W)", 3: "(D, H, W)"}
 
 
 def _as_labels(labels, name="labels"):
     """Check an instance label image and return it as a native-endian integer array."""
     labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (H, W) array, got shape {labels.shape}")
+    if labels.ndim not in AXES:
+        raise ValueError(f"{name} must be a 2-D (H, W) or 3-D (D, H, W) array, got shape {labels.shape}")
     if labels.size == 0:
-        raise ValueError(f"{name} is empty (shape {labels.shape}); expected H, W >= 1")
+        raise ValueError(f"{name} is empty (shape {labels.shape}); expected every side >= 1")
     if max(labels.shape) > MAX_SIDE:
-        raise ValueError(f"{name} has shape {labels.shape}; the kernel's exact int64 arithmetic "
-                         f"supports sides up to {MAX_SIDE} px")
+        raise ValueError(f"{name} has shape {labels.shape}; the kernel supports sides up to {MAX_SIDE}")
     return check_labels(labels, name)
 
 
-def _kernel(labels, d1=None, d2=None, w=None, wc=(1.0, 1.0), w0=0.0, sigma=1.0,
-            border_all=True, num_threads=None, top_left=(0, 0)):
-    """Run the kernel on contiguous memory, filling the outputs (in the input's layout)
-    on the window of their shape at `top_left` of `labels`."""
+def _spacing(spacing, ndim):
+    """The spacing as ndim positive finite floats (None: 1 per axis; a number: every axis)."""
+    if spacing is None:
+        return (1.0,) * ndim
+    values = (spacing,) * ndim if isinstance(spacing, numbers.Real) else spacing
+    try:
+        values = tuple(values)
+    except TypeError:
+        values = ()
+    if len(values) != ndim:
+        raise ValueError(f"spacing must be one number per axis ({ndim} for a {ndim}-D {AXES[ndim]} image) "
+                         f"or a single number, got {spacing!r}")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (math.isfinite(v) and v > 0):
+            raise ValueError(f"spacing values must be finite numbers > 0, got {spacing!r}")
+        if not 1e-100 < v < 1e100:
+            raise ValueError(f"spacing values must lie in (1e-100, 1e100), got {spacing!r}")
+    return tuple(float(v) for v in values)
+
+
+def _kernel_spacing(spacing, shape):
+    """The spacing as the kernel takes it: int64 where every squared distance is an exact
+    integer the envelope arithmetic can carry, float64 (scipy's expression) otherwise.
+
+    Exact while the largest f = g + (s q)^2 of an envelope, below sum_k (s_k n_k)^2, stays
+    under 2^53 (so that float64 holds it exactly, as scipy's does) and its products with
+    position gaps under 2^62 (int64)."""
+    if all(v.is_integer() for v in spacing):
+        ints = [int(v) for v in spacing]
+        f_max = sum((v * n) ** 2 for v, n in zip(ints, shape))
+        if f_max < 2**53 and f_max * max(shape) < 2**62:
+            return np.array(ints, np.int64)
+    return np.array(spacing, np.float64)
+
+
+def _kernel(labels, d1=None, d2=None, w=None, spacing=None, wc=(1.0, 1.0), w0=0.0, sigma=1.0,
+            border_all=True, num_threads=None, start=None):
+    """Run the kernel on contiguous memory, filling the outputs (in the input's layout, of
+    the labels' ndim) on the window of their shape at `start` of `labels`. Returns the
+    number of positions the envelopes scanned (the linear bound of ext/_d1d2.pyx, tested)."""
     if num_threads is None:
         threads = _available_cores()
     elif isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral) or num_threads < 1:
         raise ValueError(f"num_threads must be None or an integer >= 1, got {num_threads!r}")
     else:
         threads = int(num_threads)
-    if not labels.flags.c_contiguous and labels.flags.f_contiguous:
-        # Fortran order: the distances of the transpose are the transpose of the distances,
-        # so run on the (C-contiguous) transpose instead of copying
-        outs = [None if a is None else a.T for a in (d1, d2, w)]
-        _d1d2._nearest_two(labels.T, *outs, wc[0], wc[1], w0, sigma, border_all, threads,
-                           top_left[1], top_left[0])
-        return
-    _d1d2._nearest_two(np.ascontiguousarray(labels), d1, d2, w, wc[0], wc[1], w0, sigma,
-                       border_all, threads, top_left[0], top_left[1])
+    ndim = labels.ndim
+    spacing = _spacing(None, ndim) if spacing is None else spacing
+    start = (0,) * ndim if start is None else tuple(start)
+    outs = [d1, d2, w]
+    if _runs_transposed(labels, spacing):
+        labels, outs = labels.T, [None if a is None else a.T for a in outs]
+        spacing, start = spacing[::-1], start[::-1]
+    labels = np.ascontiguousarray(labels)
+    if ndim == 2:  # (H, W) -> (H, 1, W): the pass along the middle axis is skipped
+        labels = labels[:, None, :]
+        outs = [None if a is None else a[:, None, :] for a in outs]
+        spacing, start = (spacing[0], 1.0, spacing[1]), (start[0], 0, start[1])
+    return _d1d2._nearest_two(labels, *outs, _kernel_spacing(spacing, labels.shape), wc[0], wc[1], w0,
+                              sigma, border_all, threads, np.array(start, np.intp))
 
 
 def _available_cores():
@@ -69,36 +112,53 @@ def _available_cores():
         return os.cpu_count() or 1
 
 
-def _empty_like(labels, shape=None):
-    order = "F" if (labels.flags.f_contiguous and not labels.flags.c_contiguous) else "C"
+def _runs_transposed(labels, spacing):
+    """Fortran order: the distances of the transpose are the transpose of the distances, so
+    the kernel runs on the (C-contiguous) transpose instead of a copy. Only where the order
+    of the axes cannot change the float64 sums (scipy adds axis 0's term first): in 2-D
+    (a + b == b + a) and on the exact integer path."""
+    return (not labels.flags.c_contiguous and labels.flags.f_contiguous
+            and (labels.ndim == 2 or _kernel_spacing(spacing, labels.shape).dtype == np.int64))
+
+
+def _empty_like(labels, spacing, shape=None):
+    order = "F" if _runs_transposed(labels, spacing) else "C"
     return np.empty(labels.shape if shape is None else shape, dtype=np.float32, order=order)
 
 
 def _window(window, shape):
-    """(top, left), (height, width) of a window given as two step-1 slices."""
+    """Start and shape of a window given as one step-1 slice per axis."""
+    ndim = len(shape)
     if window is None:
-        return (0, 0), shape
+        return (0,) * ndim, shape
     try:
-        rows, cols = window
-    except (TypeError, ValueError):
-        rows = cols = None
-    if not (isinstance(rows, slice) and isinstance(cols, slice)):
-        raise ValueError(f"window must be a pair of slices such as np.s_[29:129, 29:129], got {window!r}")
-    bounds = [s.indices(n) for s, n in zip((rows, cols), shape)]
+        parts = tuple(window)
+    except TypeError:
+        parts = ()
+    if len(parts) != ndim or not all(isinstance(s, slice) for s in parts):
+        example = "np.s_[29:129, 29:129]" if ndim == 2 else "np.s_[0:16, 29:129, 29:129]"
+        raise ValueError(f"window must be a {'pair' if ndim == 2 else 'triple'} of slices, one per axis, "
+                         f"such as {example}, got {window!r}")
+    bounds = [s.indices(n) for s, n in zip(parts, shape)]
     if any(step != 1 or stop <= start for start, stop, step in bounds):
         raise ValueError(f"window must select a non-empty step-1 block of the {shape} labels, got {window!r}")
-    return (bounds[0][0], bounds[1][0]), (bounds[0][1] - bounds[0][0], bounds[1][1] - bounds[1][0])
+    return tuple(b[0] for b in bounds), tuple(b[1] - b[0] for b in bounds)
 
 
-def d1_d2(labels, *, num_threads=None):
-    """Distances of every pixel to the nearest and the second-nearest object.
+def d1_d2(labels, *, spacing=None, num_threads=None):
+    """Distances of every pixel (voxel) to the nearest and the second-nearest object.
 
     Parameters
     ----------
-    labels : (H, W) array of int or bool
+    labels : (H, W) or (D, H, W) array of int or bool
         Instance labels: 0 is background, every other value is one object; ids need not be
-        contiguous. Any integer dtype, C or Fortran order or a strided view. Negative
-        values raise ValueError, float arrays raise TypeError.
+        contiguous. Any integer dtype, C or Fortran order or a strided view; read-only
+        arrays (`np.load(..., mmap_mode="r")`, `tifffile.memmap`, `np.frombuffer`) are read
+        in place. Negative values raise ValueError, float arrays raise TypeError.
+    spacing : sequence of float, or float, optional
+        The size of a pixel along each axis, e.g. (3, 1, 1) for slices 3 times thicker than
+        the in-plane pixel size (scipy's `sampling`); a single number applies to every
+        axis. Default 1. Distances are in these units.
     num_threads : int or None, default None
         OpenMP threads for the kernel; None uses every core the process may run on. Pass
         1 where the caller is parallel already (the training pipeline computes one weight
@@ -107,24 +167,32 @@ def d1_d2(labels, *, num_threads=None):
 
     Returns
     -------
-    d1, d2 : (H, W) float32
+    d1, d2 : float32 arrays of the labels' shape
         d1 = Euclidean distance to the nearest object pixel (0 inside an object); d2 =
         distance to the nearest pixel of a different object. `inf` where the image holds
         fewer than one / two objects.
 
     Notes
     -----
-    Bit-identical to the per-object definition (`unet_ref.reference.d1_d2`: one
-    `scipy.ndimage.distance_transform_edt(labels != k)` per object k, sorted along k), in
-    one separable pass. A column pass keeps, per pixel, the two nearest *distinct* labels
-    in its column with their squared distances, (l1, g1) and (l2, g2). A row pass takes
-    d1^2(x) = min_x' (x - x')^2 + g1(x') with a lower envelope of parabolas, which also
-    gives the nearest label L1. Two labels per column are enough: d2 is the distance to the
-    nearest pixel whose label is not L1, and in column x' that pixel is (l1, g1) if
-    l1(x') != L1 and (l2, g2) otherwise, since l2 is the nearest label != l1 in that column.
-    So d2^2(x) = min_x' (x - x')^2 + (g1(x') if l1(x') != L1 else g2(x')); if two objects
-    tie for the nearest, d2 = d1 whichever is called L1. Squared distances are integers,
-    computed exactly in int64; the output is float32(sqrt(float64)), as the reference's.
+    The definition is the per-object reference (`unet_ref.reference.d1_d2`: one
+    `scipy.ndimage.distance_transform_edt(labels != k, sampling=spacing)` per object k,
+    sorted along k), computed in one separable pass per axis. The first pass keeps, per
+    pixel, the two nearest *distinct* labels on its line along axis 0 with their squared
+    distances, (l1, g1) and (l2, g2). Each further pass takes
+    d1^2(x) = min_x' s^2 (x - x')^2 + g1(x') along its axis with a lower envelope of
+    parabolas, which also gives the nearest label L1. Two labels per line are enough: d2 is
+    the distance to the nearest pixel whose label is not L1, and at x' that pixel is (l1,
+    g1) if l1(x') != L1 and (l2, g2) otherwise, since l2 is the nearest label != l1 there.
+    So d2^2(x) = min_x' s^2 (x - x')^2 + (g1(x') if l1(x') != L1 else g2(x')), and the
+    triple (L1, d1^2, d2^2) means the same one dimension up; if two objects tie for the
+    nearest, d2 = d1 whichever is called L1. Each pass is linear on every input.
+
+    With integer spacings (the default) squared distances are integers, computed exactly
+    in int64, and the output is float32(sqrt(float64)): bit-identical to the reference.
+    With other spacings they are computed in float64 the way scipy computes them (the terms
+    fl(fl(dk * s_k)^2) added in the order of the axes); scipy's feature transform and this
+    kernel may then pick different features among those within float64 rounding of each
+    other, so the result is within 1 float32 ulp of the reference (nearly always equal).
 
     Examples
     --------
@@ -133,10 +201,14 @@ def d1_d2(labels, *, num_threads=None):
     array([[0., 1., 1., 0.]], dtype=float32)
     >>> d2
     array([[3., 2., 2., 3.]], dtype=float32)
+    >>> d1, d2 = d1_d2(np.array([[[1]], [[0]], [[2]]]), spacing=(2.5, 1, 1))  # (D, H, W)
+    >>> d1.ravel(), d2.ravel()
+    (array([0. , 2.5, 0. ], dtype=float32), array([5. , 2.5, 5. ], dtype=float32))
     """
     labels = _as_labels(labels)
-    d1, d2 = _empty_like(labels), _empty_like(labels)
-    _kernel(labels, d1=d1, d2=d2, num_threads=num_threads)
+    spacing = _spacing(spacing, labels.ndim)
+    d1, d2 = _empty_like(labels, spacing), _empty_like(labels, spacing)
+    _kernel(labels, d1=d1, d2=d2, spacing=spacing, num_threads=num_threads)
     return d1, d2
 
 
@@ -145,7 +217,7 @@ def balanced_class_weights(cells):
 
     Parameters
     ----------
-    cells : (H, W) bool
+    cells : bool array (any shape)
         True on cells (foreground), False on membrane / background.
 
     Returns
@@ -161,18 +233,20 @@ def balanced_class_weights(cells):
 
 
 def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="balanced",
-               border="all", connectivity=2, window=None, threshold=None, num_threads=None):
-    """The U-Net weight map w = w_c + w0 exp(-(d1 + d2)^2 / (2 sigma^2)).
+               border="all", connectivity=None, window=None, threshold=None, spacing=None,
+               num_threads=None):
+    """The U-Net weight map w = w_c + w0 exp(-(d1 + d2)^2 / (2 sigma^2)), in 2-D or 3-D.
 
     Parameters
     ----------
-    mask : (H, W) bool or int, optional
+    mask : (H, W) or (D, H, W) bool or int, optional
         Binary segmentation: bool, or integers 0 (membrane) and one value > 0 (cell), e.g.
         the notebook's uint8 {0, 255} (`unet_ref.masks.cells_from_mask`: other values
         raise ValueError unless `threshold` is given). Cells are its connected components.
     w0, sigma : float
-        Border weight and its width in pixels (paper: 10 and 5).
-    labels : (H, W) int, optional
+        Border weight and its width, in the units of `spacing` (pixels by default; paper:
+        10 and 5).
+    labels : (H, W) or (D, H, W) int, optional
         Instance labels instead of `mask` (0 = membrane/background, ids > 0 = cells; see
         `d1_d2`); no labelling is done, so touching cells stay separate.
     class_weights : "balanced", None or (w_background, w_foreground)
@@ -180,15 +254,22 @@ def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="bal
     border : "all" or "background"
         Add the border term to every pixel (the notebook) or only to background/membrane
         pixels (several MATLAB versions of the paper's code).
-    connectivity : 1 or 2
-        Cells from `mask` are 4- (1) or 8-connected (2, the notebook's skimage default).
+    connectivity : int or None
+        Which neighbours join cells of `mask` (`unet_ref.masks.label_cells`): 1 .. ndim, as
+        `scipy.ndimage.generate_binary_structure`; in 2-D 1 = 4- and 2 = 8-connected, in
+        3-D 1, 2, 3 = 6-, 18-, 26-connected. None (default) = ndim, every neighbour: the
+        notebook's (skimage's default) 8-connectivity in 2-D, 26 in 3-D.
     threshold : float, optional
         Read a mask that is not binary as cell = mask >= threshold (e.g. 128 for a
         JPEG-saved 0/255 mask).
-    window : pair of slices, optional
-        Return only this block, e.g. np.s_[29:129, 29:129], computed with the whole image
-        as context: equal to weight_map(...)[window], cheaper (the kernel's row pass skips
-        the rows outside). The training pipeline weighs an output crop this way.
+    window : tuple of slices, one per axis, optional
+        Return only this block, e.g. np.s_[29:129, 29:129] (3-D: np.s_[0:16, 29:129,
+        29:129]), computed with the whole image as context: equal to
+        weight_map(...)[window], cheaper (the kernel's later passes skip the planes and
+        rows outside). The training pipeline weighs an output crop this way.
+    spacing : sequence of float, or float, optional
+        Pixel (voxel) size along each axis, e.g. (3, 1, 1) for anisotropic stacks; see
+        `d1_d2`. d1, d2 and sigma are in these units.
     num_threads : int or None, default None
         OpenMP threads for the kernel; None uses every core the process may run on. Pass
         1 where the caller is parallel already (the training pipeline computes one weight
@@ -197,7 +278,7 @@ def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="bal
 
     Returns
     -------
-    (H, W) float32, or the window's shape
+    float32 array of the mask's (labels') shape, or the window's shape
 
     Notes
     -----
@@ -218,13 +299,16 @@ def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="bal
         raise ValueError(f"border must be 'all' or 'background', got {border!r}")
     if labels is None:
         mask = np.asarray(mask)
-        if mask.ndim != 2:
-            raise ValueError(f"mask must be a 2-D (H, W) array, got shape {mask.shape}")
+        if mask.ndim not in AXES:
+            raise ValueError(f"mask must be a 2-D (H, W) or 3-D (D, H, W) array, got shape {mask.shape}")
+        if max(mask.shape) > MAX_SIDE:
+            raise ValueError(f"mask has shape {mask.shape}; the kernel supports sides up to {MAX_SIDE}")
         cells = cells_from_mask(mask, threshold=threshold)
         labels = label_cells(cells, connectivity)
     else:
         labels = _as_labels(labels)
         cells = labels != 0
+    spacing = _spacing(spacing, labels.ndim)
     if isinstance(class_weights, str) and class_weights == "balanced":
         wc = balanced_class_weights(cells)
     elif class_weights is None:
@@ -236,8 +320,8 @@ def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="bal
                 f"class_weights must be 'balanced', None or a (w_background, w_foreground) "
                 f"pair of finite numbers, got {class_weights!r}"
             )
-    top_left, shape = _window(window, labels.shape)
-    w = _empty_like(labels, shape)
-    _kernel(labels, w=w, wc=(float(wc[0]), float(wc[1])), w0=float(w0), sigma=float(sigma),
-            border_all=border == "all", num_threads=num_threads, top_left=top_left)
+    start, shape = _window(window, labels.shape)
+    w = _empty_like(labels, spacing, shape)
+    _kernel(labels, w=w, spacing=spacing, wc=(float(wc[0]), float(wc[1])), w0=float(w0),
+            sigma=float(sigma), border_all=border == "all", num_threads=num_threads, start=start)
     return w
