@@ -143,3 +143,25 @@ def test_the_three_weightings_of_the_ablation(data, w0, class_balance):
             assert np.array_equal(weights, w_c)
         else:  # the border term adds to w_c, somewhere a lot
             assert np.all(weights >= w_c) and weights.max() > w_c.max() + 1
+
+
+def test_volumes_give_cubic_tiles_with_exact_3d_weight_maps():
+    from unet_ref.weights import weight_map
+
+    labels = np.kron(np.arange(1, 9).reshape(2, 2, 2), np.ones((12, 12, 12), int))  # 8 touching blocks
+    labels[labels % 3 == 0] = 0
+    volume = (labels * 20).astype(np.uint8)
+    plain = TileSampler([volume], [labels], 44, 1, augment=False)
+    image, cells, weights = plain.sample(0)
+    assert (plain.ndim, image.shape, cells.shape, weights.shape) == (3, (44, 44, 44, 1), (28, 28, 28), (28, 28, 28))
+    # un-augmented: the mirrored volume around the output crop, weighed with the whole region as context
+    c = plain.context  # the 28 px crop is larger than the 24 px volume: it starts at 0, mirrored beyond
+    region = measure.label(mirror_pad(labels, (c,) * 3, (28 + c - 24,) * 3)[:28 + 2 * c, :28 + 2 * c, :28 + 2 * c],
+                           background=0, connectivity=3)
+    expected = weight_map(labels=region, window=(slice(c, c + 28),) * 3,
+                          class_weights=balanced_class_weights(labels > 0))
+    assert np.array_equal(cells, (region[c:c + 28, c:c + 28, c:c + 28] > 0).astype(np.int32))
+    np.testing.assert_allclose(weights, expected, rtol=1e-6)
+    augmented = TileSampler([volume], [labels], 44, 1)
+    image, cells, weights = augmented.sample(3)
+    assert image.shape == (44, 44, 44, 1) and set(np.unique(cells)) <= {0, 1} and weights.min() > 0
