@@ -250,3 +250,23 @@ def test_evaluate_challenge_prints_the_challenge_scores_beside_the_papers_table(
     assert f"{expected['warping_error']:.6f}" in result.stdout
     saved = json.loads((tmp_path / "m" / "metrics.json").read_text())["challenge"]
     assert saved["rand_error"] == pytest.approx(expected["rand_error"])
+
+
+def test_weightmap_of_a_3d_stack_with_spacing_equals_the_library(tmp_path):
+    from unet_ref.weights import weight_map
+
+    labels = np.zeros((6, 20, 24), np.uint16)
+    labels[1:5, 2:9, 3:11], labels[1:5, 10:18, 3:11], labels[2:6, 4:16, 13:22] = 7, 300, 9  # three touching-ish cells
+    tifffile.imwrite(tmp_path / "cells.tif", labels)
+    result = run("weightmap", tmp_path / "cells.tif", "--instances", "--spacing", 3, 1, 1, "--format", "tiff",
+                 "--out", tmp_path / "w", "--png", "--quiet")
+    assert result.returncode == 0, result.stderr
+    written = tifffile.imread(tmp_path / "w" / "cells.tif")
+    assert written.dtype == np.float32 and written.shape == labels.shape
+    np.testing.assert_array_equal(written, weight_map(labels=labels, spacing=(3, 1, 1)))
+    assert (tmp_path / "w" / "cells_weights.png").exists()
+    for spacing, message in (((3,), "takes 2 values"), ((3, 1, 1, 1), "takes 2 values"),
+                             ((3, 0, 1), "spacing values must be finite numbers > 0")):
+        result = run("weightmap", tmp_path / "cells.tif", "--instances", "--spacing", *spacing, "--out",
+                     tmp_path / "bad", "--quiet")
+        assert result.returncode == 2 and message in result.stderr, result.stderr

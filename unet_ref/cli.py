@@ -69,35 +69,32 @@ def _output_folder(out):
 
 def cmd_weightmap(args):
     """Weight maps w(x) = w_c(x) + w0 exp(-(d1 + d2)^2 / (2 sigma^2)) for label files."""
-    import numpy as np
     from tqdm import tqdm
 
-    from unet_ref.files import atomic_write
+    from unet_ref.files import write_array
     from unet_ref.plots import save_colormapped
     from unet_ref.weights import weight_map
 
     out = _output_folder(args.out)
-    images = read_images(image_files(args.labels, "label"), "label")
+    ndim = len(args.spacing) if args.spacing else 2
+    if ndim not in (2, 3):
+        raise UserError(f"--spacing takes 2 values (Y X) or 3 (Z Y X), got {len(args.spacing)}")
+    images = read_images(image_files(args.labels, "label"), "label", volumes=ndim == 3)
     for name, labels in tqdm(images, desc="weight maps", unit="image", disable=args.quiet):
-        if labels.ndim != 2:
-            raise UserError(f"label {name} has shape {labels.shape}; expected a 2-D mask or instance labels")
+        if labels.ndim != ndim:
+            kind = "a 3-D (Z, Y, X) stack, as --spacing gives 3 values" if ndim == 3 else "a 2-D mask or instance labels"
+            raise UserError(f"label {name} has shape {labels.shape}; expected {kind}")
+        options = dict(w0=args.w0, sigma=args.sigma, spacing=args.spacing)
         try:
             if args.instances:
-                weights = weight_map(labels=labels, w0=args.w0, sigma=args.sigma)
+                weights = weight_map(labels=labels, **options)
             else:  # the one mask rule of unet_ref.masks, as the API reads it
-                weights = weight_map(labels, w0=args.w0, sigma=args.sigma, threshold=args.threshold)
+                weights = weight_map(labels, threshold=args.threshold, **options)
         except (ValueError, TypeError) as error:
             raise UserError(f"label {name}: {error}") from error
-        if args.format == "npy":
-            with atomic_write(out / f"{name}.npy", "wb") as f:
-                np.save(f, weights)
-        else:
-            import tifffile
-
-            with atomic_write(out / f"{name}.tif") as tmp:
-                tifffile.imwrite(tmp, weights.astype(np.float32))
-        if args.png:
-            save_colormapped(out / f"{name}_weights.png", weights)
+        write_array(out / f"{name}.{'npy' if args.format == 'npy' else 'tif'}", weights)
+        if args.png:  # a volume: its middle slice
+            save_colormapped(out / f"{name}_weights.png", weights[len(weights) // 2] if ndim == 3 else weights)
     print(f"wrote {len(images)} weight map(s) to {out}")
 
 
@@ -314,6 +311,7 @@ def build_parser():
                        epilog=_examples("""
                            unet-ref weightmap ../shared/data/isbi2012/train/label --out weights/ --png
                            unet-ref weightmap cells.tif --instances --format tiff --w0 10 --sigma 5 --out weights/
+                           unet-ref weightmap nuclei_stack.tif --instances --spacing 3 1 1 --format tiff --out w3d/
                        """))
     p.add_argument("labels", metavar="LABELS", nargs="+", help="label files or folders")
     p.add_argument("--out", required=True, help="output folder")
@@ -323,6 +321,9 @@ def build_parser():
     p.add_argument("--threshold", type=float, default=None,
                    help="read masks that are not binary as cell = value >= THRESHOLD (e.g. 128 for JPEG-saved masks); "
                         "default: masks must hold 0 and one value > 0")
+    p.add_argument("--spacing", type=float, nargs="+", metavar="S",
+                   help="pixel size per axis, in the units of --sigma: Y X, or Z Y X for 3-D stacks (each TIFF or .npy "
+                        "stack is then one volume, e.g. --spacing 5 1 1 for 5 um slices of 1 um pixels); default 1")
     p.add_argument("--format", choices=("npy", "tiff"), default="npy", help="output format (default: npy)")
     p.add_argument("--png", action="store_true", help="also write a colour-mapped PNG per weight map")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -94,11 +94,12 @@ def to_gray(array):
     return array
 
 
-def read_images(files, what="input"):
+def read_images(files, what="input", volumes=False):
     """Image files -> list of (name, array (H, W) or (H, W, C)). A multi-page TIFF or an
     .npy stack (N, H, W) gives one entry per page, named `stem_0000`, ...; an RGB(A) PNG
-    or JPEG becomes gray (`to_gray`). Names must be unique (outputs are named after them,
-    and `evaluate` pairs files by them): x.png beside x.tif is refused."""
+    or JPEG becomes gray (`to_gray`). With `volumes=True` a 3-D TIFF or .npy is one
+    (D, H, W) volume instead. Names must be unique (outputs are named after them, and
+    `evaluate` pairs files by them): x.png beside x.tif is refused."""
     images, sources = [], {}
     for path in map(pathlib.Path, files):
         try:
@@ -106,7 +107,9 @@ def read_images(files, what="input"):
         except ValueError as error:  # unreadable or corrupt file: name it, one line
             raise ValueError(f"cannot read {what} {path}: {error}") from error
         stacked = path.suffix.lower() in (".tif", ".tiff", ".npy")
-        if array.ndim == 3 and stacked and array.shape[-1] > 4:
+        if volumes and stacked and array.ndim == 3:
+            pages = [(path.stem, array)]  # one (D, H, W) volume
+        elif array.ndim == 3 and stacked and array.shape[-1] > 4:
             pages = [(f"{path.stem}_{i:04d}", page) for i, page in enumerate(array)]  # a stack (N, H, W)
         elif array.ndim == 3 and not stacked:
             pages = [(path.stem, to_gray(array))]
