@@ -115,7 +115,8 @@ def label_colors(labels, seed=0):
 
 
 def plot_augmentation(image, labels, seed, path, *, w0=10.0, sigma=5.0):
-    """Image, its elastic deformation, the warped instance labels and their weight map.
+    """Image, its augmentation (elastic deformation, shift and one of the 8 flips/rotations),
+    the warped instance labels and their weight map.
 
     Parameters
     ----------
@@ -142,7 +143,7 @@ def plot_augmentation(image, labels, seed, path, *, w0=10.0, sigma=5.0):
     plt = _pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.4))
     panels = [(normalize_image(image), "image", "gray"),
-              (warped_image, f"elastic deformation (seed {seed})", "gray"),
+              (warped_image, f"elastic deformation, shift and flip/rotation (seed {seed})", "gray"),
               (label_colors(warped_labels), f"warped instance labels ({len(np.unique(warped_labels)) - 1} cells)", None),
               (weights, f"weight map of the warped labels (w0={w0:g}, sigma={sigma:g})", "viridis")]
     for ax, (array, title, cmap) in zip(axes, panels):
