@@ -12,15 +12,15 @@ committed in docs/figures/data/, so the tutorial's plots are these.
 """
 import argparse
 import json
-import os
 import pathlib
-import tempfile
 
 import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from unet_ref.plots import save_figure  # noqa: E402
 
 # contender (the `name` parameter of the benchmark) -> (legend, matplotlib style)
 CONTENDERS = {
@@ -115,19 +115,6 @@ def volume_figure(benchmarks, machine):
     return fig
 
 
-def _save(fig, path):
-    """Atomically: temp file in the same folder, then os.replace."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110, metadata={"Software": None})
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    plt.close(fig)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("json", help="pytest-benchmark JSON (--benchmark-json)")
@@ -138,7 +125,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     for name, make in (("weightmap_bench_size.png", size_figure), ("weightmap_bench_cells.png", cells_figure),
                        ("weightmap_bench_3d.png", volume_figure)):
-        _save(make(benchmarks, machine), out / name)
+        save_figure(make(benchmarks, machine), out / name, tight=False)
         print(f"wrote {out / name}")
 
 

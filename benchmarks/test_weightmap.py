@@ -24,6 +24,7 @@ import pytest
 from scipy import ndimage
 
 from unet_ref import reference
+from unet_ref.masks import label_cells
 from unet_ref.synthetic import synthetic_sample
 from unet_ref.weights import d1_d2, weight_map
 
@@ -31,7 +32,6 @@ edt = pytest.importorskip("edt", reason="the edt package is a benchmark extra: p
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ISBI_LABEL = pathlib.Path(os.environ.get("UNET_REF_ISBI", ROOT.parent / "shared" / "data" / "isbi2012")) / "train" / "label" / "0.png"
-EIGHT = np.ones((3, 3), bool)
 
 
 def peak_mb(fn):
@@ -47,8 +47,7 @@ def peak_mb(fn):
 def contenders(mask, spacing=None):
     """name -> (callable, rounds or None, baseline?) for one uint8 {0, 255} mask."""
     cells = mask >= 128
-    every_neighbour = np.ones((3,) * mask.ndim, bool)  # 8-connected in 2-D, 26 in 3-D
-    labels, _ = ndimage.label(cells, structure=every_neighbour)
+    labels = label_cells(cells)  # 8-connected in 2-D, 26 in 3-D, as weight_map(mask) labels them
     anisotropy = (1.0,) * mask.ndim if spacing is None else spacing
     return {
         "scipy_edt": (lambda: ndimage.distance_transform_edt(cells, sampling=spacing), None, True),
@@ -67,7 +66,7 @@ def run(benchmark, group, mask, name, with_reference=True, spacing=None):
     benchmark.group = group
     benchmark.extra_info["baseline"] = baseline
     benchmark.extra_info["reference"] = name == "reference"
-    benchmark.extra_info["cells"] = int(ndimage.label(mask >= 128, structure=np.ones((3,) * mask.ndim, bool))[1])
+    benchmark.extra_info["cells"] = int(label_cells(mask >= 128).max())
     benchmark.extra_info["peak_MB"] = peak_mb(fn)
     benchmark.extra_info["bytes_per_px"] = round(benchmark.extra_info["peak_MB"] * 2**20 / mask.size, 1)
     if rounds:  # the reference: a few rounds only, and one beyond ISBI size
@@ -143,7 +142,7 @@ LAYOUT_SIDE = 4096
 def dense_tessellation(size):
     """ISBI-like: Voronoi cells of ~2000 px with 2 px membranes (instance labels)."""
     mask = voronoi_mask(size * size // 2000, size)
-    return ndimage.label(mask >= 128)[0].astype(np.int32)
+    return label_cells(mask >= 128, connectivity=1)
 
 
 def band_of_cells(size, cell=8):

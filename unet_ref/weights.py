@@ -21,6 +21,7 @@ import os
 import numpy as np
 
 from unet_ref import _d1d2
+from unet_ref.checks import check_int, check_real
 from unet_ref.masks import cells_from_mask, check_labels, label_cells
 
 __all__ = ["d1_d2", "weight_map", "balanced_class_weights"]
@@ -82,12 +83,7 @@ def _kernel(labels, d1=None, d2=None, w=None, spacing=None, wc=(1.0, 1.0), w0=0.
     """Run the kernel on contiguous memory, filling the outputs (in the input's layout, of
     the labels' ndim) on the window of their shape at `start` of `labels`. Returns the
     number of positions the envelopes scanned (the linear bound of ext/_d1d2.pyx, tested)."""
-    if num_threads is None:
-        threads = _available_cores()
-    elif isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral) or num_threads < 1:
-        raise ValueError(f"num_threads must be None or an integer >= 1, got {num_threads!r}")
-    else:
-        threads = int(num_threads)
+    threads = _available_cores() if num_threads is None else check_int(num_threads, "num_threads", minimum=1)
     ndim = labels.ndim
     spacing = _spacing(None, ndim) if spacing is None else spacing
     start = (0,) * ndim if start is None else tuple(start)
@@ -293,8 +289,7 @@ def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="bal
     """
     if (mask is None) == (labels is None):
         raise ValueError("pass exactly one of mask= (binary) or labels= (instance labels)")
-    if not (np.isfinite(w0) and np.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"w0 must be finite and sigma > 0, got w0={w0}, sigma={sigma}")
+    w0, sigma = check_real(w0, "w0", minimum=0), check_real(sigma, "sigma", above=0)
     if border not in ("all", "background"):
         raise ValueError(f"border must be 'all' or 'background', got {border!r}")
     if labels is None:
