@@ -98,6 +98,43 @@ def one(out, dataset, setting, seed):
     print(json.dumps(result))
 
 
+def trivial_isbi():
+    """The challenge's scores of the trivial proposal "every pixel is cell" on slices 20-24."""
+    from unet_ref.challenge import challenge_scores
+    from unet_ref.datasets import load_dataset
+
+    _, labels = load_dataset(ISBI)
+    truth = np.stack(labels[20:25]) > 0
+    scores = challenge_scores(np.ones(truth.shape, np.float32), truth)
+    return {m: scores[m] for m in METRICS["isbi"]}
+
+
+def paper_table(out):
+    """Markdown: the paper's Table 1 row, the `map` runs on slices 20-24 and the trivial
+    proposal, side by side, with the challenge's scores."""
+    from unet_ref.challenge import PAPER_TABLE_1
+
+    runs = results(out).get(("isbi", "map"), [])
+    trivial_file = pathlib.Path(out) / "isbi" / "trivial.json"
+    columns = ["warping_error", "rand_error", "pixel_error", "v_rand", "v_info"]
+    lines = ["| | " + " | ".join(c.replace("_", " ") for c in columns) + " |", "|---" * (len(columns) + 1) + "|",
+             "| U-Net paper, Table 1 (ISBI test set, 30 slices, 64 filters, ~10 h on a GPU) | "
+             + " | ".join(f"{PAPER_TABLE_1[c]:.6g}" if c in PAPER_TABLE_1 else "-" for c in columns) + " |"]
+    if runs:
+        cells = []
+        for c in columns:
+            values = np.array([r[c] for r in runs], float)
+            cells.append(f"{values.mean():.4g} ± {values.std(ddof=1) if len(values) > 1 else 0:.2g}")
+        lines.append(f"| this project, slices 20-24 ({len(runs)} seeds, {COMMON['base_filters']} filters, depth "
+                     f"{COMMON['depth']}, {runs[0]['steps']:,} steps of {COMMON['batch_size']} tiles on a CPU) | "
+                     + " | ".join(cells) + " |")
+    if trivial_file.exists():
+        trivial = json.loads(trivial_file.read_text())
+        lines.append("| trivial: every pixel is cell, slices 20-24 | " + " | ".join(f"{trivial[c]:.4g}" for c in columns)
+                     + " |")
+    return "\n".join(lines)
+
+
 def run(out, datasets, settings, seeds):
     for dataset in datasets:
         for seed in seeds:  # seeds outermost within a dataset: a partial table has every setting
@@ -171,6 +208,7 @@ def main(argv=None):
 
         for path in sorted(pathlib.Path(args.out).glob("*/*/seed*/result.json")):
             write_json(pathlib.Path(args.to) / path.relative_to(args.out), json.loads(path.read_text()))
+        write_json(pathlib.Path(args.to) / "isbi" / "trivial.json", trivial_isbi())
         print(f"copied the results to {args.to}")
     else:
         print(table(args.out))
