@@ -28,9 +28,10 @@ class UserError(Exception):
 
 
 def _import_tensorflow_quietly():
-    """Import TensorFlow with its C++ start-up chatter (oneDNN, absl notices) sent to
-    /dev/null: TF_CPP_MIN_LOG_LEVEL no longer silences it, and an error of ours should be
-    the only line a user sees."""
+    """Import TensorFlow and set up its devices with their C++ start-up chatter (oneDNN and
+    absl notices, the CUDA probe's "failed call to cuInit" on a machine without a GPU) sent
+    to /dev/null: TF_CPP_MIN_LOG_LEVEL no longer silences it, and an error of ours should be
+    the only line a user sees. `unet-ref train` says which devices it found."""
     if "tensorflow" in sys.modules:
         return
     sys.stderr.flush()
@@ -38,7 +39,9 @@ def _import_tensorflow_quietly():
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
-            import tensorflow  # noqa: F401
+            import tensorflow
+
+            tensorflow.config.list_logical_devices()  # the device set-up, where the CUDA probe logs
     finally:
         os.dup2(saved, 2)
         os.close(saved)
