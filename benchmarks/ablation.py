@@ -63,7 +63,7 @@ def one(out, dataset, setting, seed):
     from unet_ref.evaluate import instance_scores, pixel_error
     from unet_ref.files import write_json
     from unet_ref.tiling import predict_cells
-    from unet_ref.train import load_data, resolve_config, train
+    from unet_ref.train import resolve_config, train
 
     folder = run_dir(out, dataset, setting, seed)
     config = resolve_config("tutorial", {**COMMON, **DATASETS[dataset], **SETTINGS[setting],
@@ -72,13 +72,7 @@ def one(out, dataset, setting, seed):
     model, _ = train(config)
     train_seconds = time.monotonic() - start
     if dataset == "isbi":
-        from unet_ref.challenge import challenge_scores
-
-        _, _, images, labels = load_data(config)  # slices 20-24
-        cells = np.stack([c for _, c in predict_cells(model, images)])
-        scores = challenge_scores(cells, np.stack(labels) > 0)
-        result = {m: scores[m] for m in METRICS["isbi"]} | {f"{m}_threshold": scores[f"{m}_threshold"]
-                                                           for m in METRICS["isbi"]}
+        result = isbi_scores(model, config)
     else:
         from unet_ref.synthetic import synthetic_dataset
 
@@ -96,6 +90,20 @@ def one(out, dataset, setting, seed):
                   steps=config.epochs * config.steps_per_epoch, load_average=os.getloadavg()[0])
     write_json(folder / "result.json", result)
     print(json.dumps(result))
+
+
+def isbi_scores(model, config, tta=False):
+    """The challenge's scores of `model` on the validation slices of `config` (20-24 for
+    ISBI with val_count=5), with the threshold that gave each."""
+    from unet_ref.challenge import challenge_scores
+    from unet_ref.tiling import predict_cells
+    from unet_ref.train import load_data
+
+    _, _, images, labels = load_data(config)
+    cells = np.stack([c for _, c in predict_cells(model, images, tta=tta)])
+    scores = challenge_scores(cells, np.stack(labels) > 0)
+    return {m: scores[m] for m in METRICS["isbi"]} | {f"{m}_threshold": scores[f"{m}_threshold"]
+                                                     for m in METRICS["isbi"]}
 
 
 def trivial_isbi():

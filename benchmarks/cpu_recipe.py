@@ -1,0 +1,151 @@
+"""The CPU recipe for ISBI 2012: what makes the most of one hour on 2 cores, measured.
+
+Every candidate is the paper's network shape and training (depth 4, dropout 0.5, weight
+map w0 = 10 and sigma = 5, elastic deformation, one tile per step) made CPU-sized the same
+way (16 filters, 380 px tiles, Adam 1e-3) and changes one thing:
+
+    base      the earlier CPU run's recipe: constant learning rate
+    cosine    the learning rate decays to 0 along a cosine over the run
+    wide      cosine, 32 filters instead of 16 (4 x the time per step)
+    tile572   cosine, the paper's 572 px tiles instead of 380 (4 x the pixels per step)
+
+A pilot gives each candidate the same compute: PILOT_SECONDS of the idle machine, turned
+into a number of steps with the time per step measured on it (MS_PER_STEP), so a busy
+machine makes a pilot slower but does not change what it trains. Pilots are scored like
+the challenge (`unet_ref.challenge_scores`) on the held-out slices 20-24, final weights,
+no TTA. The final run trains the chosen candidate for the hour (its cosine, if any, sized
+to end inside it; the time limit is a guard) and is scored with and without TTA.
+
+    python benchmarks/cpu_recipe.py pilots              # about 45 min on 2 idle cores
+    python benchmarks/cpu_recipe.py final cosine        # the hour
+    python benchmarks/cpu_recipe.py table
+    python benchmarks/cpu_recipe.py publish             # result.json files into docs/figures/data/recipe
+
+Each run saves result.json in OUT/<kind>/<candidate>/; finished runs are skipped and an
+interrupted one resumes from its last backup.
+"""
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+from ablation import ISBI, METRICS, ROOT, isbi_scores
+
+BASE = dict(data=str(ISBI), val_count=5, base_filters=16, tile_size=380, batch_size=1, optimizer="adam",
+            learning_rate=1e-3, lr_schedule="constant", validation_steps=2, verbose=2, seed=0)
+CANDIDATES = {
+    "base": {},
+    "cosine": dict(lr_schedule="cosine"),
+    "wide": dict(lr_schedule="cosine", base_filters=32),
+    "tile572": dict(lr_schedule="cosine", tile_size=572),
+}
+# Median time of one training step (batch 1), this 2-core machine idle, TensorFlow 2.21 CPU:
+# `unet-ref train --preset paper --base-filters F --tile-size T --batch-size 1 ...`, epoch 2.
+MS_PER_STEP = {(16, 380): 170, (32, 380): 664, (16, 572): 675}
+PILOT_SECONDS = 600
+FINAL_SECONDS = 3200  # of steps; per-epoch validation of the 5 slices (~5 s) and start-up fill the hour
+STEPS_PER_EPOCH = {"pilot": 100, "final": 400}
+
+
+def configure(kind, name):
+    """The TrainConfig of a pilot or of the final run of a candidate."""
+    from unet_ref.train import resolve_config
+
+    fields = {**BASE, **CANDIDATES[name]}
+    seconds = PILOT_SECONDS if kind == "pilot" else FINAL_SECONDS
+    steps = seconds * 1000 / MS_PER_STEP[fields["base_filters"], fields["tile_size"]]
+    epochs = max(1, round(steps / STEPS_PER_EPOCH[kind]))
+    extra = (dict(val_pixel_error=False) if kind == "pilot"
+             else dict(val_pixel_error=True, time_limit_minutes=60.0))
+    return resolve_config("paper", {**fields, **extra, "epochs": epochs, "steps_per_epoch": STEPS_PER_EPOCH[kind],
+                                    "out": str(run_dir(kind, name))})
+
+
+def run_dir(kind, name, out="runs/recipe"):
+    return pathlib.Path(out) / kind / name
+
+
+def one(kind, name):
+    """Train one run (resuming if interrupted), score it, write result.json."""
+    from unet_ref.files import write_json
+    from unet_ref.train import train
+
+    config = configure(kind, name)
+    start = time.monotonic()
+    model, _ = train(config)
+    result = dict(kind=kind, candidate=name, train_seconds=time.monotonic() - start,
+                  steps=config.epochs * config.steps_per_epoch, load_average=os.getloadavg()[0],
+                  config={k: getattr(config, k) for k in ("base_filters", "tile_size", "batch_size",
+                                                          "learning_rate", "lr_schedule")})
+    result["scores"] = isbi_scores(model, config)
+    if kind == "final":
+        result["scores_tta"] = isbi_scores(model, config, tta=True)
+    write_json(run_dir(kind, name) / "result.json", result)
+    print(json.dumps(result))
+
+
+def launch(kind, names):
+    for name in names:
+        if (run_dir(kind, name) / "result.json").exists():
+            continue
+        print(f"--- {kind} / {name}", flush=True)
+        code = subprocess.call([sys.executable, __file__, "one", kind, name])
+        if code:
+            sys.exit(f"{kind} {name} failed with exit code {code}")
+
+
+def table(folder="runs/recipe"):
+    """Markdown: one row per finished run, the challenge's scores on slices 20-24."""
+    metrics = METRICS["isbi"]
+    lines = ["| run | candidate | filters | tile | schedule | steps | train min | " + " | ".join(
+        m.replace("_", " ") for m in metrics) + " |", "|---" * (len(metrics) + 7) + "|"]
+    for path in sorted(pathlib.Path(folder).glob("*/*/result.json"), key=lambda p: (p.parts[-3] != "pilot", p)):
+        r = json.loads(path.read_text())
+        c = r["config"]
+        for key, label in (("scores", ""), ("scores_tta", " + TTA")):
+            if key in r:
+                lines.append(f"| {r['kind']}{label} | {r['candidate']} | {c['base_filters']} | {c['tile_size']} | "
+                             f"{c['lr_schedule']} | {r['steps']:,} | {r['train_seconds'] / 60:.0f} | "
+                             + " | ".join(f"{r[key][m]:.4g}" for m in metrics) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pilots", help="train and score every missing pilot")
+    p.add_argument("names", nargs="*", help=f"some of {', '.join(CANDIDATES)} (default: all)")
+    p = sub.add_parser("final", help="the hour-long run of one candidate")
+    p.add_argument("name", choices=list(CANDIDATES))
+    p = sub.add_parser("one", help="one run (used by pilots and final)")
+    p.add_argument("kind", choices=["pilot", "final"])
+    p.add_argument("name", choices=list(CANDIDATES))
+    sub.add_parser("table", help="print the table of finished runs")
+    p = sub.add_parser("publish", help="copy the finished runs' result.json files for the docs")
+    p.add_argument("--to", default=str(ROOT / "docs" / "figures" / "data" / "recipe"))
+    args = parser.parse_args(argv)
+    if args.command == "one":
+        one(args.kind, args.name)
+    elif args.command in ("pilots", "final"):
+        if args.command == "pilots":
+            if set(args.names) - set(CANDIDATES):
+                parser.error(f"unknown candidate(s) {sorted(set(args.names) - set(CANDIDATES))}")
+            launch("pilot", args.names or list(CANDIDATES))
+        else:
+            launch("final", [args.name])
+        print(table())
+    elif args.command == "publish":
+        from unet_ref.files import write_json
+
+        for path in sorted(pathlib.Path("runs/recipe").glob("*/*/result.json")):
+            write_json(pathlib.Path(args.to) / path.relative_to("runs/recipe"), json.loads(path.read_text()))
+        print(f"copied the results to {args.to}")
+    else:
+        print(table())
+
+
+if __name__ == "__main__":
+    main()
