@@ -4,8 +4,9 @@
     python docs/make_figures.py weight_map.png  # only the named ones
     python docs/make_figures.py --list          # what there is
 
-Writes PNGs to docs/figures/ and Markdown tables to docs/generated/ (pasted into pages with
-`--8<--`), atomically. Every figure calls the same public functions as the tutorial, the
+Writes PNGs to docs/figures/, atomically, and Markdown tables into the pages themselves,
+between the lines `<!-- begin NAME -->` and `<!-- end NAME -->` (so that the pages read the
+same raw on the code host as on the built site). Every figure calls the same public functions as the tutorial, the
 command line and the tests; nothing is drawn by hand. Figures that show ISBI 2012 data read
 it from $UNET_REF_ISBI or ../shared/data/isbi2012 beside the project. The benchmark plots
 are drawn from the pytest-benchmark JSON committed in docs/figures/data/ (re-measure with
@@ -14,6 +15,7 @@ are drawn from the pytest-benchmark JSON committed in docs/figures/data/ (re-mea
 import argparse
 import os
 import pathlib
+import re
 import sys
 import tempfile
 
@@ -22,7 +24,6 @@ import numpy as np
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 FIGURES = HERE / "figures"
-GENERATED = HERE / "generated"
 BENCH_DATA = FIGURES / "data"
 ISBI = pathlib.Path(os.environ.get("UNET_REF_ISBI", ROOT.parent / "shared" / "data" / "isbi2012"))
 
@@ -56,12 +57,23 @@ def save(name, result):
     if isinstance(result, pathlib.Path):  # the function wrote the file itself (unet_ref.plots)
         return result
     if name.endswith(".png"):
-        path = save_figure(result, FIGURES / name, tight=False)
-    else:
-        path = GENERATED / name
-        with atomic_write(path, "w") as f:
-            f.write(result)
-    return path
+        return save_figure(result, FIGURES / name, tight=False)
+    pages = [page for page in sorted(HERE.glob("*.md")) if pasted(page.read_text(encoding="utf-8"), name)]
+    if not pages:
+        raise ValueError(f"no page of docs/ has the lines <!-- begin {name} --> and <!-- end {name} -->")
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        before, _, rest = text.partition(f"<!-- begin {name} -->\n")
+        _, _, after = rest.partition(f"<!-- end {name} -->")
+        with atomic_write(page, "w") as f:
+            f.write(f"{before}<!-- begin {name} -->\n{result}<!-- end {name} -->{after}")
+    return pages[0] if len(pages) == 1 else HERE
+
+
+def pasted(text, name):
+    """The generated table `name` as pasted into a page's text, or None if it is not there."""
+    found = re.search(rf"<!-- begin {re.escape(name)} -->\n(.*?)<!-- end {re.escape(name)} -->", text, re.S)
+    return found and found.group(1)
 
 
 class IsbiMissing(FileNotFoundError):

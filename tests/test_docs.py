@@ -138,7 +138,8 @@ def test_every_figure_the_docs_show_exists_and_is_made_by_make_figures():
 
 
 def test_generated_tables_are_up_to_date():
-    """docs/generated/*.md are what make_figures.py produces from today's code."""
+    """The tables pasted into the pages (between <!-- begin NAME --> and <!-- end NAME -->)
+    are what make_figures.py produces from today's code and data."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("make_figures", DOCS / "make_figures.py")
@@ -146,9 +147,21 @@ def test_generated_tables_are_up_to_date():
     spec.loader.exec_module(make_figures)
     tables = [name for name in make_figures.OUTPUTS if name.endswith(".md")]
     assert tables, "make_figures.py produces no generated table"
+    texts = [page.read_text(encoding="utf-8") for page in PAGES if page.exists()]
     for name in tables:
-        committed = (DOCS / "generated" / name).read_text(encoding="utf-8")
-        assert committed == make_figures.OUTPUTS[name](), f"docs/generated/{name} is stale: run python docs/make_figures.py {name}"
+        blocks = [block for block in (make_figures.pasted(text, name) for text in texts) if block is not None]
+        assert blocks, f"no page shows the generated table {name}"
+        for block in blocks:
+            assert block == make_figures.OUTPUTS[name](), f"the table {name} is stale: run python docs/make_figures.py {name}"
+
+
+def test_pages_read_raw():
+    """The pages read the same raw on the code host: no snippet includes, no admonitions
+    (which show as text and code blocks there); collapsible boxes are <details> blocks."""
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        assert "--8<--" not in text, f"{page.name} includes a snippet"
+        assert not re.search(r"^(!!!|\?\?\?)", text, re.M), f"{page.name} has an admonition"
 
 
 def test_site_builds_strictly(tmp_path):
