@@ -58,6 +58,10 @@ def save(name, result):
         return result
     if name.endswith(".png"):
         return save_figure(result, FIGURES / name, tight=False)
+    if name.endswith(".ipynb"):
+        with atomic_write(HERE / name, "w") as f:
+            f.write(result)
+        return HERE / name
     pages = [page for page in sorted(HERE.glob("*.md")) if pasted(page.read_text(encoding="utf-8"), name)]
     if not pages:
         raise ValueError(f"no page of docs/ has the lines <!-- begin {name} --> and <!-- end {name} -->")
@@ -620,6 +624,30 @@ def bench_isbi_table():
         lines.append(f"| `{b['params']['name']}` | {median * 1e3:.1f} ms | {median / base:.2f} x | "
                      f"{median / ours:.1f} x | {b['extra_info']['peak_MB']:.0f} MB |")
     return "\n".join(lines) + "\n"
+
+
+@output("colab.ipynb")
+def colab_notebook():
+    """docs/colab.ipynb from its text source docs/colab.py ("# %%" cells, the "percent"
+    format of jupytext and VS Code): a notebook for Colab that the tests can run as a script."""
+    import json
+
+    cells = []
+    for number, chunk in enumerate((HERE / "colab.py").read_text(encoding="utf-8").split("# %%")[1:]):
+        header, _, body = chunk.partition("\n")
+        if header.strip() == "[markdown]":
+            lines = [line[2:] if line.startswith("# ") else line.lstrip("#") for line in body.strip().splitlines()]
+            cell = {"cell_type": "markdown"}
+        else:
+            lines = body.strip().splitlines()
+            cell = {"cell_type": "code", "execution_count": None, "outputs": []}
+        source = [line + "\n" for line in lines[:-1]] + lines[-1:]
+        cells.append({**cell, "id": f"cell-{number}", "metadata": {}, "source": source})
+    notebook = {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
+                "metadata": {"accelerator": "GPU", "colab": {"provenance": []},
+                             "kernelspec": {"display_name": "Python 3", "name": "python3"},
+                             "language_info": {"name": "python"}}}
+    return json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
 
 
 def main(argv=None):

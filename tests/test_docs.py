@@ -178,3 +178,42 @@ def test_site_builds_strictly(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "site" / "weight_map" / "index.html").is_file()
+
+
+def test_colab_notebook_is_made_from_its_source():
+    """docs/colab.ipynb is docs/colab.py converted by make_figures.py, a valid nbformat 4 notebook."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("make_figures", DOCS / "make_figures.py")
+    make_figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_figures)
+    committed = (DOCS / "colab.ipynb").read_text(encoding="utf-8")
+    assert committed == make_figures.OUTPUTS["colab.ipynb"](), "docs/colab.ipynb is stale: run python docs/make_figures.py colab.ipynb"
+    notebook = json.loads(committed)
+    assert notebook["nbformat"] == 4 and notebook["metadata"]["kernelspec"]["name"] == "python3"
+    kinds = [cell["cell_type"] for cell in notebook["cells"]]
+    assert kinds[0] == "markdown" and kinds.count("code") >= 5
+    for cell in notebook["cells"]:
+        assert {"id", "metadata", "source"} <= set(cell) and cell["source"], cell
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None
+    code = "\n".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
+    compile(code, "colab.ipynb", "exec")  # no shell magics: the notebook is a Python script
+
+
+def test_colab_notebook_runs_top_to_bottom_tiny(tmp_path, isbi_dir):
+    """The whole notebook (install check, GPU check, demo, ISBI, training of the paper's
+    configuration, overlap-tile prediction, challenge scores) with UNET_REF_COLAB_TINY=1."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "UNET_REF_COLAB_TINY": "1", "UNET_REF_ISBI": str(isbi_dir), "MPLBACKEND": "Agg",
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, str(DOCS / "colab.py")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "U-Net paper, Table 1" in done.stdout and "GPUs:" in done.stdout
+    assert (tmp_path / "demo" / "panel.png").is_file() and (tmp_path / "runs" / "paper" / "last.keras").is_file()
