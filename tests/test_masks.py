@@ -92,3 +92,18 @@ def test_split_regions_gives_each_piece_of_an_id_its_own_id():
     assert regions.max() == 4  # 5 -> two pieces, 2 -> two pieces
     for piece in range(1, 5):
         assert len(np.unique(labels[regions == piece])) == 1
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int32, np.int64, np.uint64])
+def test_is_binary_mask_matches_its_definition_by_unique_values(dtype):
+    """0 and at most one other value k > 0 (or one value >= 0), as np.unique lists them."""
+    rng = np.random.default_rng(0)
+    info = np.iinfo(dtype)
+    for _ in range(300):
+        candidates = np.array([0, 1, 2, 255 if info.max >= 255 else 3, int(info.max)]
+                              + ([int(info.min), -1] if info.min < 0 else []), dtype=dtype)
+        pool = rng.choice(candidates, size=rng.integers(1, 4))
+        array = rng.choice(pool, size=tuple(rng.integers(1, 5, size=rng.integers(1, 4))))
+        values = np.unique(array)
+        expected = len(values) <= 2 and values[0] >= 0 and (len(values) == 1 or values[0] == 0)
+        assert is_binary_mask(array) == expected, (array, values)
