@@ -133,7 +133,7 @@ def paper_table(out):
         for c in columns:
             values = np.array([r[c] for r in runs], float)
             cells.append(f"{values.mean():.4g} ± {values.std(ddof=1) if len(values) > 1 else 0:.2g}")
-        lines.append(f"| this project, slices 20-24 ({len(runs)} seeds, {COMMON['base_filters']} filters, depth "
+        lines.append(f"| weight-map ablation, paper's map, slices 20-24 ({len(runs)} seeds, {COMMON['base_filters']} filters, depth "
                      f"{COMMON['depth']}, {runs[0]['steps']:,} steps of {COMMON['batch_size']} tiles on a CPU) | "
                      + " | ".join(cells) + " |")
     if trivial_file.exists():

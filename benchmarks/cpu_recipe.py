@@ -19,7 +19,8 @@ to end inside it; the time limit is a guard) and is scored with and without TTA.
     python benchmarks/cpu_recipe.py pilots              # about 45 min on 2 idle cores
     python benchmarks/cpu_recipe.py final cosine        # the hour
     python benchmarks/cpu_recipe.py table
-    python benchmarks/cpu_recipe.py publish             # result.json files into docs/figures/data/recipe
+    python benchmarks/cpu_recipe.py publish             # results and logs into docs/figures/data/recipe
+    python docs/make_figures.py recipe.md recipe_curve.png
 
 Each run saves result.json in OUT/<kind>/<candidate>/; finished runs are skipped and an
 interrupted one resumes from its last backup.
@@ -28,6 +29,7 @@ import argparse
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import time
@@ -113,6 +115,19 @@ def table(folder="runs/recipe"):
     return "\n".join(lines)
 
 
+def final_rows(folder="runs/recipe", columns=("warping_error", "rand_error", "pixel_error", "v_rand", "v_info")):
+    """Markdown table rows of the final runs' challenge scores (without and with TTA)."""
+    rows = []
+    for path in sorted(pathlib.Path(folder).glob("final/*/result.json")):
+        r = json.loads(path.read_text())
+        c = r["config"]
+        what = (f"this project, reference CPU run, slices 20-24 ({c['base_filters']} filters, depth 4, {c['tile_size']} px "
+                f"tiles, {r['steps']:,} steps, {r['train_seconds'] / 60:.0f} min on 2 CPU cores)")
+        for key, label in (("scores", "no TTA"), ("scores_tta", "TTA")):
+            rows.append(f"| {what}, {label} | " + " | ".join(f"{r[key][m]:.4g}" for m in columns) + " |")
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -141,7 +156,11 @@ def main(argv=None):
         from unet_ref.files import write_json
 
         for path in sorted(pathlib.Path("runs/recipe").glob("*/*/result.json")):
-            write_json(pathlib.Path(args.to) / path.relative_to("runs/recipe"), json.loads(path.read_text()))
+            target = pathlib.Path(args.to) / path.relative_to("runs/recipe")
+            write_json(target, json.loads(path.read_text()))
+            for extra in ("config.json", "log.csv"):  # the run's settings and its per-epoch log
+                if (path.parent / extra).is_file():
+                    shutil.copyfile(path.parent / extra, target.parent / extra)
         print(f"copied the results to {args.to}")
     else:
         print(table())
