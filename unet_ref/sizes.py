@@ -200,10 +200,9 @@ def output_size(input_size, depth=None, pool_sizes=None):
             below = _input_for_bottom(bottom, p) if bottom >= _smallest_bottom(p) else None
             nearest = f"{below} or {above}" if below else f"{above} (the smallest valid size)"
             where = "" if scalar else f" on axis {axis}"
-            network = (f"depth {len(p)}" if pool_sizes is None
-                       else f"pool factors {p} on this axis" if not scalar else f"pool_sizes {tuple(pool_sizes)}")
+            network = f"of depth {len(p)}" if pool_sizes is None else f"with pool factors {p}"
             raise ValueError(
-                f"input size {n}{where} is not valid for a U-Net of {network}: {reason}; "
+                f"input size {n}{where} is not valid for a U-Net {network}: {reason}; "
                 f"the nearest valid input sizes are {nearest}"
             )
         outputs.append(out)
