@@ -46,8 +46,8 @@ METRICS = ("pixel_error", "rand_error", "vi_split", "vi_merge", "vi", "cell_iou"
 def _predicted_cells(prediction, threshold):
     """Cell probabilities (or a bool mask) -> bool cells, prediction >= threshold."""
     prediction = np.asarray(prediction)
-    if prediction.ndim != 2:
-        raise ValueError(f"prediction must be a 2-D (H, W) array, got shape {prediction.shape}")
+    if prediction.ndim not in (2, 3):
+        raise ValueError(f"prediction must be a 2-D (H, W) image or a 3-D (D, H, W) volume, got shape {prediction.shape}")
     if prediction.size == 0:
         raise ValueError("prediction is empty")
     if not 0.0 < threshold < 1.0:
@@ -62,11 +62,12 @@ def _predicted_cells(prediction, threshold):
 
 
 def _as_cell_masks(prediction, truth, threshold):
-    """(prediction, truth) -> two bool (H, W) cell masks, with clear errors."""
+    """(prediction, truth) -> two bool (H, W) (or (D, H, W)) cell masks, with clear errors."""
     prediction, truth = np.asarray(prediction), np.asarray(truth)
-    if prediction.ndim != 2 or truth.ndim != 2:
+    if prediction.ndim not in (2, 3) or truth.ndim not in (2, 3):
         raise ValueError(
-            f"prediction and truth must be 2-D (H, W) arrays, got shapes {prediction.shape} and {truth.shape}"
+            f"prediction and truth must be 2-D (H, W) images or 3-D (D, H, W) volumes, got shapes "
+            f"{prediction.shape} and {truth.shape}"
         )
     if prediction.shape != truth.shape:
         raise ValueError(f"prediction shape {prediction.shape} differs from truth shape {truth.shape}")
