@@ -197,15 +197,16 @@ def format_table(results):
     return "\n".join(lines)
 
 
-def as_cell_probability(prediction, name="prediction"):
+def as_cell_probability(prediction, name="prediction", ndim=2):
     """A saved prediction -> P(cell) float32 in [0, 1].
 
     Float maps are probabilities (checked); a (H, W, n_classes) softmax gives its cell
     channel; integer or bool predictions are masks by the rule of `unet_ref.masks`
     (0 and one value > 0, e.g. the *_mask.png of `unet-ref predict`) and become 0 / 1.
+    `ndim=3`: a (D, H, W) volume, or its (D, H, W, n_classes) softmax.
     """
     prediction = np.asarray(prediction)
-    if prediction.ndim == 3 and prediction.shape[-1] in (2, 3) and np.issubdtype(prediction.dtype, np.floating):
+    if prediction.ndim == ndim + 1 and prediction.shape[-1] in (2, 3) and np.issubdtype(prediction.dtype, np.floating):
         prediction = prediction[..., CELL_CLASS]  # (H, W, n_classes) softmax
     if np.issubdtype(prediction.dtype, np.floating):
         if prediction.size == 0 or not np.isfinite(prediction).all() or prediction.min() < 0 or prediction.max() > 1:
