@@ -139,7 +139,7 @@ def build_unet(base_filters=64, depth=4, n_classes=2, in_channels=1, dropout=0.5
     check_int(depth, "depth (the number of pool_sizes)", minimum=1)
     shape = (None,) * ndim
     if input_size is not None:
-        shape = (input_size,) * ndim if isinstance(input_size, int) else tuple(input_size)
+        shape = tuple(input_size) if isinstance(input_size, (tuple, list)) else (input_size,) * ndim
         if len(shape) != ndim:
             raise ValueError(f"input_size must be an int or {ndim} ints, got {input_size!r}")
         output_size(shape, pool_sizes=pools)  # ValueError naming the nearest valid sizes
@@ -177,8 +177,8 @@ def build_unet(base_filters=64, depth=4, n_classes=2, in_channels=1, dropout=0.5
         # Crop the copy centrally. The path below this level (pool by p, the U-Net of the
         # levels below, up-conv by p) loses p * margin(those levels) px per side for every
         # valid input size, so a constant crop works with a None input size: 4, 16, 40, 88.
-        below = margin(pool_sizes=pools[level + 1:])  # an int at the deepest level (no pools below)
-        crop = tuple(p * m for p, m in zip(pools[level], (below,) * ndim if isinstance(below, int) else below))
+        crop = tuple(p * margin(pool_sizes=[below[axis] for below in pools[level + 1:]])
+                     for axis, p in enumerate(pools[level]))  # per axis
         skip = nd.crop(crop, name=f"up{level}_crop")(skips[level])  # level 3: (B, 56, 56, 512)
         x = layers.Concatenate(name=f"up{level}_concat")([skip, x])  # level 3: (B, 56, 56, 1024)
         x = _conv3x3(x, filters, f"up{level}_conv1", batch_norm)  # level 3: (B, 54, 54, 512)
