@@ -123,8 +123,9 @@ PRESETS = {
         synthetic_size=256, val_count=3, out="runs/tutorial", time_limit_minutes=7.0,
     ),
     # Volumes: the 3-D U-Net on synthetic EM-like volumes (unet_ref.synthetic.synthetic_volume),
-    # pooled (1, 2, 2) then (2, 2, 2) so that z keeps its few voxels; see docs/volumes.md for
-    # its measured result.
+    # pooled (1, 2, 2) then (2, 2, 2) so that z keeps its few voxels. 500 steps took 3 min 48 s
+    # niced on 2 busy cores; held-out pixel error 0.047 vs 0.359 for the all-cell predictor
+    # (docs/volumes.md).
     "tutorial3d": TrainConfig(
         ndim=3, base_filters=8, depth=2, pool_sizes="1x2x2,2x2x2", dropout=0.0, tile_size=60, tile_depth=36,
         batch_size=2, optimizer="adam", epochs=20, steps_per_epoch=25, validation_steps=2, synthetic_count=8,
