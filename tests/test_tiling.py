@@ -260,3 +260,16 @@ def test_anisotropic_3d_tiling_takes_margins_and_grids_per_axis_from_the_model(u
         predict_tiled(model, volume, tile_size=(smallest[0] + 1, 56, 60))
     with pytest.raises(ValueError, match="tta .* same pooling"):
         predict_tiled(build_unet(base_filters=1, depth=1, ndim=3, pool_sizes=((2, 1, 2),)), volume, tta=True)
+
+
+def test_batch_norm_is_a_per_voxel_affine_map_at_inference_so_tiles_still_agree():
+    keras.utils.set_random_seed(2)
+    model = build_unet(base_filters=2, depth=1, ndim=3, pool_sizes=((1, 2, 2),), batch_norm=True, dropout=0.0)
+    rng = np.random.default_rng(2)
+    for layer in model.layers:  # statistics as after training, not the identity of a fresh layer
+        if isinstance(layer, keras.layers.BatchNormalization):
+            for weight in layer.weights:
+                weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype(np.float32))
+    volume = _image(30, 61, 70, seed=10)  # several tiles along every axis
+    one = predict_tiled(model, volume, tile_size=(24, 44, 44))
+    np.testing.assert_allclose(predict_tiled(model, volume, tile_size=(40, 64, 60)), one, atol=1e-5)

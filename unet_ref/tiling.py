@@ -296,14 +296,16 @@ def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, p
     Returns
     -------
     probabilities : ndarray of float32, (H, W, n_classes) or (N, H, W, n_classes)
-        Softmax of the logits, aligned pixel for pixel with `image`.
+        Softmax of the logits, aligned pixel for pixel with `image` ((D, H, W, n_classes)
+        for a volume).
 
     Notes
     -----
     The image is mirrored (`unet_ref.images.mirror_pad`) by the margin on each side (more
     at the far end to fill whole tiles). Tile origins are multiples of the output tile size
-    rounded down to 2**depth px, so neighbouring output tiles overlap by a few px (4 px at
-    depth 4) and the result equals one pass over the whole mirrored image.
+    rounded down to 2**depth px (per axis: the product of its pooling factors), so
+    neighbouring output tiles overlap by a few px (4 px at depth 4) and the result equals
+    one pass over the whole mirrored image.
 
     Examples
     --------
@@ -362,7 +364,8 @@ def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, p
 
 
 def predict_cells(model, images, names=None, **options):
-    """P(cell) of each image, one at a time: yields (name, (H, W) float32 in [0, 1]).
+    """P(cell) of each image, one at a time: yields (name, (H, W) float32 in [0, 1]), or
+    (name, (D, H, W)) for the volumes of a 3-D model.
 
     `images`: a sequence of (H, W[, C]) arrays, or of (name, image) pairs (as
     `unet_ref.datasets.read_images` returns them) when `names` is None; `options` go to
