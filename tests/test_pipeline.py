@@ -190,3 +190,25 @@ def test_anisotropic_pooling_gives_tiles_of_one_size_per_axis_with_exact_weight_
         TileSampler([volume], [labels], 45, 1, pool_sizes=((1, 2, 2),))  # 45 is valid along z only
     with pytest.raises(ValueError, match="tile_size must be an int or 3 ints"):
         TileSampler([volume], [labels], (44, 44), 1)
+
+
+def test_thick_sections_get_weight_maps_in_physical_units_and_a_thinner_context_along_z():
+    from unet_ref.weights import weight_map
+
+    labels = np.kron(np.arange(1, 9).reshape(2, 2, 2), np.ones((4, 12, 12), int))  # (8, 24, 24)
+    labels[labels % 3 == 0] = 0
+    spacing = (4.0, 1.0, 1.0)  # sections 4 px thick: sigma and the context band are in px of the plane
+    plain = TileSampler([labels.astype(np.uint8)], [labels], (20, 44, 44), 1, pool_sizes=((1, 2, 2),),
+                        spacing=spacing, augment=False)
+    c = plain.context_px
+    assert c == (-(-plain.context // 4), plain.context, plain.context)  # ceil(29 / 4) = 8 sections
+    _, cells, weights = plain.sample(0)
+    m = (8, 28, 28)
+    padded = mirror_pad(labels, c, tuple(k + ck - n for k, ck, n in zip(m, c, labels.shape)))
+    region = measure.label(padded[tuple(slice(0, k + 2 * ck) for k, ck in zip(m, c))], background=0, connectivity=3)
+    crop = tuple(slice(ck, ck + k) for k, ck in zip(m, c))
+    expected = weight_map(labels=region, window=crop, spacing=spacing, class_weights=balanced_class_weights(labels > 0))
+    np.testing.assert_allclose(weights, expected, rtol=1e-6)
+    assert np.array_equal(cells, (region[crop] > 0).astype(np.int32))
+    with pytest.raises(ValueError, match="spacing must be one number per axis"):
+        TileSampler([labels], [labels], (20, 44, 44), 1, pool_sizes=((1, 2, 2),), spacing=(4.0, 1.0))

@@ -287,3 +287,14 @@ def test_3d_settings_are_checked_before_tensorflow_loads():
     ]:
         with pytest.raises((ValueError, TypeError), match=message):
             resolve_config("tutorial3d", overrides)
+
+
+def test_the_spacing_setting_reaches_the_weight_map_units():
+    from unet_ref.train import parse_spacing
+
+    assert parse_spacing("", 3) is None and parse_spacing("5,1,1", 3) == (5.0, 1.0, 1.0)
+    assert resolve_config("tutorial3d", {"spacing": "2,1,1"}).spacing == "2,1,1"
+    for text, message in [("5,1", "spacing must be one number per axis"), ("5;1;1", "3 numbers separated by commas"),
+                          ("0,1,1", "finite numbers > 0")]:
+        with pytest.raises(ValueError, match=message):
+            resolve_config("tutorial3d", {"spacing": text})

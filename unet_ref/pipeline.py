@@ -40,7 +40,7 @@ from unet_ref.datasets import read_image
 from unet_ref.images import normalize_image
 from unet_ref.masks import split_regions
 from unet_ref.sizes import output_size, pool_factors
-from unet_ref.weights import balanced_class_weights, weight_map
+from unet_ref.weights import _spacing, balanced_class_weights, weight_map
 
 __all__ = ["TileSampler", "make_dataset", "weight_context", "PipelineError", "take_failure"]
 
@@ -90,6 +90,11 @@ class TileSampler:
     pool_sizes : sequence, optional
         Pooling factors per level (and axis) of the network, as `build_unet` takes them;
         default 2 everywhere. They fix the valid tile sizes and the output crop.
+    spacing : float or sequence of float, optional
+        Pixel (voxel) spacing per axis for the weight map's distances d1, d2, as
+        `weight_map` takes it, e.g. (5, 1, 1) for sections 5 times thicker than a pixel;
+        `sigma` is then in these units and the context band is measured in them too.
+        Default 1 on every axis.
     augment : bool
         Elastic deformation, shift, flips/rotations and gray values; False gives plain
         mirrored crops (validation tiles).
@@ -105,8 +110,8 @@ class TileSampler:
         Elastic deformation (paper: 10 px on a 3 x 3 grid).
     """
 
-    def __init__(self, images, labels, tile_size, depth=4, *, pool_sizes=None, augment=True, w0=10.0, sigma=5.0,
-                 class_balance=True, seed=0, cache=True, elastic_sigma=10.0, grid=3):
+    def __init__(self, images, labels, tile_size, depth=4, *, pool_sizes=None, spacing=None, augment=True, w0=10.0,
+                 sigma=5.0, class_balance=True, seed=0, cache=True, elastic_sigma=10.0, grid=3):
         if len(images) != len(labels) or len(images) == 0:
             raise ValueError(f"images and labels must be non-empty and of equal length, got "
                              f"{len(images)} images and {len(labels)} labels")
@@ -128,6 +133,9 @@ class TileSampler:
         self.pool_sizes = pool_factors(pool_sizes, self.depth, self.ndim)
         self.tile_shape = tuple(int(n) for n in tiles)  # (n, n) or (z, y, x)
         self.output_shape = output_size(self.tile_shape, pool_sizes=self.pool_sizes)  # ValueError names valid sizes
+        # the context band in px per axis: `context` in units of the spacing (thick sections: fewer px along z)
+        self.spacing = None if spacing is None else _spacing(spacing, self.ndim)
+        self.context_px = tuple(math.ceil(self.context / s) for s in (self.spacing or (1.0,) * self.ndim))
         # the scalar names of the 2-D pipeline, for square (cubic) tiles
         self.tile_size, self.output_size = self.tile_shape[-1], self.output_shape[-1]
 
@@ -164,14 +172,14 @@ class TileSampler:
         the reference)."""
         # one thread per sample: tf.data already runs samples in parallel
         return weight_map(labels=region, w0=self.w0, sigma=self.sigma, class_weights=class_weights,
-                          window=window, num_threads=1)
+                          window=window, spacing=self.spacing, num_threads=1)
 
     def sample(self, index):
         """The tile triple for sample `index` (a function of (seed, index) only)."""
         rng = np.random.default_rng([self.seed, int(index)])
         coefficients, labels, class_weights = self._load(int(rng.integers(len(self.images))))
         shape = labels.shape
-        n, m, c = self.tile_shape, self.output_shape, self.context  # per axis
+        n, m, c = self.tile_shape, self.output_shape, self.context_px  # per axis
         # the output crop's corner, inside the image (a crop larger than the image mirrors)
         corner = tuple(int(rng.integers(max(length - mk, 0) + 1)) for length, mk in zip(shape, m))
         if self.augment:
@@ -180,17 +188,17 @@ class TileSampler:
             transform = random_transform(shape, rng, sigma=0.0, max_shift=0.0, flips=False)
         # one position map for the larger of the label region and the input window; both
         # are centred on the output crop, so flips and rotations keep them aligned
-        big = tuple(max(nk, mk + 2 * c) for nk, mk in zip(n, m))
+        big = tuple(max(nk, mk + 2 * ck) for nk, mk, ck in zip(n, m, c))
         positions = sample_positions(transform, tuple(k - (b - mk) // 2 for k, b, mk in zip(corner, big, m)), big,
                                      self.augment)  # (ndim, *big)
         window = tuple(slice((b - nk) // 2, (b - nk) // 2 + nk) for b, nk in zip(big, n))
-        around = tuple(slice((b - mk) // 2 - c, (b - mk) // 2 + mk + c) for b, mk in zip(big, m))
+        around = tuple(slice((b - mk) // 2 - ck, (b - mk) // 2 + mk + ck) for b, mk, ck in zip(big, m, c))
         image = warp(coefficients, transform, order=3 if self.augment else 0, prefiltered=True,
                      positions=positions[(slice(None),) + window])  # (*n, C)
         region = warp(labels, transform, order=0, positions=positions[(slice(None),) + around])
         # connected regions of equal id: a mirrored copy of a cell is another cell
         region = split_regions(region)
-        crop = tuple(slice(c, c + mk) for mk in m)
+        crop = tuple(slice(ck, ck + mk) for mk, ck in zip(m, c))
         weights = self._weight_map(region, class_weights, crop)  # (m, ..., m), the region as context
         if self.augment:
             image = vary_gray_values(image, rng)

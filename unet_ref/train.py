@@ -38,7 +38,7 @@ from unet_ref.files import atomic_write
 from unet_ref.loss import DEFAULT_LEARNING_RATES
 
 __all__ = ["TrainConfig", "PRESETS", "setting", "config_fields", "resolve_config", "train", "distribution_strategy",
-           "parse_pool_sizes", "tile_shape"]
+           "parse_pool_sizes", "parse_spacing", "tile_shape"]
 
 
 def setting(default, help, *, choices=None, minimum=None, maximum=None, above=None, below=None):
@@ -83,7 +83,10 @@ class TrainConfig:
     batch_size: int = setting(1, "tiles per step (global batch under a distribution strategy; paper: 1)", minimum=1)
     # weight map
     w0: float = setting(10.0, "weight map border weight w0 (paper: 10; 0 = no border term)", minimum=0)
-    sigma: float = setting(5.0, "weight map border width sigma in px (paper: 5)", above=0)
+    sigma: float = setting(5.0, "weight map border width sigma in px (paper: 5), or in the units of spacing",
+                           above=0)
+    spacing: str = setting("", "pixel (voxel) spacing per axis for the weight map's distances, comma separated, "
+                               "e.g. 5,1,1 for sections 5 times thicker than a pixel; empty = 1 on every axis")
     class_balance: bool = setting(True, "w_c balances the class frequencies (paper); false: w_c = 1 (with "
                                         "w0 0: no weighting at all)")
     # optimiser
@@ -157,6 +160,25 @@ def parse_pool_sizes(text, depth=None, ndim=2):
     return levels
 
 
+def parse_spacing(text, ndim=2):
+    """The `spacing` setting as `weight_map` takes it: "" -> None, "5,1,1" -> (5.0, 1.0, 1.0).
+
+    >>> parse_spacing("5, 1, 1", ndim=3)
+    (5.0, 1.0, 1.0)
+    """
+    from unet_ref.weights import _spacing
+
+    if not isinstance(text, str):
+        raise TypeError(f"spacing must be a string such as '5,1,1', got {text!r}")
+    if not text.strip():
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"spacing must be {ndim} numbers separated by commas (e.g. '5,1,1'), got {text!r}") from None
+    return _spacing(values, ndim)  # ValueError: one number per axis, each finite and > 0
+
+
 def tile_shape(config):
     """The training input tile of `config`, one size per axis: (n, n), or (z, n, n) in 3-D
     with z = tile_depth or tile_size."""
@@ -203,6 +225,7 @@ def _check_config(config):
         elif field.type in (str, "str") and not isinstance(value, str):
             raise TypeError(f"{field.name} must be a string, got {value!r}")
     pools = parse_pool_sizes(config.pool_sizes, config.depth, config.ndim)
+    parse_spacing(config.spacing, config.ndim)
     try:
         output_size(tile_shape(config), config.depth, pools)  # ValueError naming the nearest valid sizes
     except ValueError as error:
@@ -301,7 +324,8 @@ def train(config, callbacks=()):
     # (B, n, n, 1) float32 tiles, (B, m, m) int32 labels, (B, m, m) float32 weights; in 3-D (B, z, n, n, 1) ...
     pools = parse_pool_sizes(config.pool_sizes, config.depth, config.ndim)
     tiles = dict(tile_size=tile_shape(config), depth=config.depth, pool_sizes=pools, batch_size=config.batch_size,
-                 w0=config.w0, sigma=config.sigma, class_balance=config.class_balance)
+                 w0=config.w0, sigma=config.sigma, spacing=parse_spacing(config.spacing, config.ndim),
+                 class_balance=config.class_balance)
     train_data = make_dataset(train_images, train_labels, augment=True, seed=config.seed, **tiles)
     val_data = make_dataset(val_images, val_labels, augment=False, seed=config.seed + 1, **tiles)
 
