@@ -13,7 +13,8 @@ ground truth (read by the one mask rule of `unet_ref.masks`: cell = True / > 0):
 - pixel error: the fraction of pixels whose class is wrong.
 - adapted Rand error and variation of information (VI) compare *segmentations*, not
   classes. Both segmentations are the connected components of the cell class
-  (8-connectivity by default, as the notebook's labelling). They are restricted to the
+  (8-connectivity by default, as the notebook's labelling; for (D, H, W) volumes the same
+  default, connectivity=2, joins 18 neighbours: pass 3 for all 26). They are restricted to the
   ground truth's cells ("foreground-restricted", as in ISBI 2012 and SNEMI3D): ground
   truth membrane pixels are not scored. Predicted membrane pixels inside a true cell are
   given to the nearest predicted cell (`skimage.segmentation.expand_labels`), so that a
