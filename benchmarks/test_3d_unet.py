@@ -8,7 +8,8 @@
    widths, each in a fresh process: the median time of steps 2-4 and the peak memory
    (`ru_maxrss` after the steps minus after building and compiling), beside the float32
    size of all layer outputs (what the backward pass keeps) and the tiler's estimate
-   `unet_ref.tiling.tile_bytes` x 3 (its training factor).
+   `unet_ref.tiling.tile_bytes` x 3 (its training factor). pytest-benchmark's own time
+   for these is the whole subprocess, TensorFlow's import included: read step_s.
 2. Tiles per second: `make_dataset` on synthetic volumes (elastic 3 x 3 x 3 deformation +
    exact 3-D weight map per tile) against the rate `train_on_batch` consumes them (the
    group's baseline). ratio < 1 means the pipeline keeps up with the model.
