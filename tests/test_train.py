@@ -298,3 +298,23 @@ def test_the_spacing_setting_reaches_the_weight_map_units():
                           ("0,1,1", "finite numbers > 0")]:
         with pytest.raises(ValueError, match=message):
             resolve_config("tutorial3d", {"spacing": text})
+
+
+def test_a_run_written_before_a_setting_existed_resumes_with_that_settings_default(tmp_path):
+    import dataclasses
+
+    import h5py
+
+    from unet_ref.files import write_json
+    from unet_ref.runs import start_run
+
+    config = resolve_config("tutorial", dict(TINY, out=str(tmp_path)))
+    older = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("ndim", "pool_sizes", "spacing")}
+    write_json(tmp_path / "config.json", older)  # as an interrupted run of an earlier version left it
+    (tmp_path / "backup").mkdir()
+    h5py.File(tmp_path / "backup" / "latest.weights.h5", "w").close()
+    write_json(tmp_path / "backup" / "training_metadata.json", {"epoch": 2})
+    assert start_run(config, tmp_path) == 2
+    with pytest.raises(ValueError, match=r"different configuration \(ndim changed\)"):
+        write_json(tmp_path / "config.json", older)
+        start_run(dataclasses.replace(config, ndim=3), tmp_path)
