@@ -270,3 +270,37 @@ def test_weightmap_of_a_3d_stack_with_spacing_equals_the_library(tmp_path):
         result = run("weightmap", tmp_path / "cells.tif", "--instances", "--spacing", *spacing, "--out",
                      tmp_path / "bad", "--quiet")
         assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_train_ndim_3_then_predict_and_evaluate_a_stack_as_one_volume(tmp_path):
+    from unet_ref.synthetic import synthetic_volume
+
+    run_dir = tmp_path / "run"
+    result = run(
+        "train", "--ndim", 3, "--out", run_dir, "--synthetic-count", 3, "--synthetic-depth", 16, "--synthetic-size", 32,
+        "--val-count", 1, "--base-filters", 2, "--depth", 1, "--pool-sizes", "1x2x2", "--tile-size", 44,
+        "--tile-depth", 28, "--batch-size", 1, "--epochs", 1, "--steps-per-epoch", 2, "--validation-steps", 1,
+        "--verbose", 2,
+    )
+    assert result.returncode == 0, result.stderr
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["ndim"], config["pool_sizes"], config["tile_depth"]) == (3, "1x2x2", 28)
+
+    image, mask, _ = synthetic_volume((17, 30, 33), seed=9)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "truth").mkdir()
+    tifffile.imwrite(tmp_path / "images" / "v.tif", image)
+    tifffile.imwrite(tmp_path / "truth" / "v.tif", mask)
+    result = run("predict", run_dir, tmp_path / "images", "--out", tmp_path / "pred")
+    assert result.returncode == 0, result.stderr
+    prob = tifffile.imread(tmp_path / "pred" / "v_prob.tif")
+    assert prob.shape == (17, 30, 33) and prob.dtype == np.float32  # one volume, not 17 images
+    assert set(np.unique(tifffile.imread(tmp_path / "pred" / "v_mask.tif"))) <= {0, 255}
+    result = run("evaluate", "--pred", tmp_path / "pred", "--truth", tmp_path / "truth", "--volumes")
+    assert result.returncode == 0, result.stderr
+    assert "pixel_error" in result.stdout and "rand_error" in result.stdout
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    io.imsave(flat / "x.png", image[0], check_contrast=False)
+    result = run("predict", run_dir, flat / "x.png", "--out", tmp_path / "pred2")
+    assert result.returncode == 2 and r"x: image must be (D, H, W) or (D, H, W, C)" in result.stderr

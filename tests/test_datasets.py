@@ -204,3 +204,41 @@ def test_names_must_be_unique(tmp_path):
     io.imsave(tmp_path / "image" / "x.png", two_cells(), check_contrast=False)
     with pytest.raises(ValueError, match="same name but different suffixes"):
         load_dataset(tmp_path)
+
+
+def _write_volumes(root, volumes, labels, label_folder="label"):
+    (root / "image").mkdir(parents=True)
+    (root / label_folder).mkdir()
+    for i, (volume, label) in enumerate(zip(volumes, labels)):
+        tifffile.imwrite(root / "image" / f"v{i}.tif", volume, photometric="minisblack")
+        tifffile.imwrite(root / label_folder / f"v{i}.tif", label, photometric="minisblack")
+    return root
+
+
+def test_volume_folders_give_one_volume_per_tiff_with_26_connected_cells(tmp_path):
+    from unet_ref.synthetic import synthetic_volume
+
+    samples = [synthetic_volume((16, 24, 24), seed=i) for i in range(2)]
+    # image/ + mask/ with binary masks, image/ + label/ with instance ids: the same volumes
+    images, labels = load_dataset(_write_volumes(tmp_path / "a", [s[0] for s in samples], [s[1] for s in samples],
+                                                 "mask"), ndim=3)
+    assert images.shape == labels.shape == (2, 16, 24, 24)
+    assert all(np.array_equal(label, s[2]) for label, s in zip(labels, samples))
+    images, ids = load_dataset(_write_volumes(tmp_path / "b", [s[0] for s in samples],
+                                              [s[2].astype(np.uint16) for s in samples]), ndim=3)
+    assert np.array_equal(ids, labels) and np.array_equal(images[1], samples[1][0])
+
+
+def test_a_2d_file_where_a_volume_is_expected_and_mismatched_shapes_are_named(tmp_path):
+    volume = np.zeros((4, 8, 8), np.uint8)
+    _write_volumes(tmp_path / "flat", [volume[0]], [np.full((8, 8), 255, np.uint8)])
+    with pytest.raises(ValueError, match=r"v0.tif has shape \(8, 8\); expected a \(D, H, W\) volume"):
+        load_dataset(tmp_path / "flat", ndim=3)
+    _write_volumes(tmp_path / "odd", [volume], [np.full((4, 8, 9), 255, np.uint8)])
+    with pytest.raises(ValueError, match=r"is \(4, 8, 8\) but its labels .* are \(4, 8, 9\)"):
+        load_dataset(tmp_path / "odd", ndim=3)
+    _write_volumes(tmp_path / "labels2d", [volume], [np.full((4, 8, 8, 2), 255, np.uint8)])
+    with pytest.raises(ValueError, match=r"must be a 3-D \(D, H, W\) label image"):
+        load_dataset(tmp_path / "labels2d", ndim=3)
+    with pytest.raises(FileNotFoundError, match="no volumes found"):
+        load_dataset(tmp_path, ndim=3)

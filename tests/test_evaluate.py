@@ -128,7 +128,8 @@ def test_connectivity_one_separates_diagonal_neighbours():
     "prediction, truth, message",
     [
         (np.zeros((3, 3)), np.zeros((3, 4)), "differs from truth shape"),
-        (np.zeros((2, 3, 3)), np.zeros((2, 3, 3)), "must be 2-D"),
+        (np.zeros((2, 2, 3, 3)), np.zeros((2, 2, 3, 3)), r"must be 2-D \(H, W\) images or 3-D \(D, H, W\) volumes"),
+        (np.zeros((2, 3, 3)), np.zeros((3, 3)), "must be 2-D .* or 3-D|differs from truth shape"),
         (np.full((3, 3), 1.5), np.zeros((3, 3)), r"probabilities in \[0, 1\]"),
         (np.zeros((3, 3), np.int64), np.zeros((3, 3)), "float probabilities"),
         (np.zeros((3, 3)), np.arange(9).reshape(3, 3), "binary mask"),
@@ -195,3 +196,16 @@ def test_predictions_pair_with_truths_by_name_never_by_order():
     assert pair_by_name([("3_mask", "m3"), ("20", "p20")], truths) == [("20", "p20", "t20"), ("3", "m3", "t3")]
     with pytest.raises(ValueError, match=r"no prediction for \['3'\], no ground truth for \['4_prob'\]"):
         pair_by_name([("20_prob", "p20"), ("4_prob", "p4")], truths)
+
+
+def test_volumes_are_scored_over_every_voxel_and_their_cells_in_3d():
+    truth = np.zeros((6, 8, 8), np.uint8)
+    truth[:, :, :3] = truth[:, :, 5:] = 255  # two slabs of cells, a membrane slab between them
+    perfect = (truth > 0).astype(np.float32)
+    assert evaluate_image(perfect, truth)["pixel_error"] == 0 and rand_error(perfect, truth) == 0
+    merged = perfect.copy()
+    merged[2, :, 3:5] = 1  # one voxel-thick bridge in one section: the two cells are one in 3-D
+    assert pixel_error(merged, truth) == pytest.approx(16 / truth.size)
+    n = 2 * 144  # truth voxels in cells; skimage counts pairs without self-pairs: sum n_ij^2 - n
+    precision = (2 * 144**2 - n) / (n**2 - n)  # the one predicted cell holds both true ones; recall 1
+    assert rand_error(merged, truth) == pytest.approx(1 - 2 * precision / (precision + 1))

@@ -162,3 +162,46 @@ def test_3d_unet_is_the_same_network_with_3d_layers_and_the_same_size_arithmetic
     assert [layer.name for layer in model.layers] == [layer.name for layer in flat.layers]
     with pytest.raises(ValueError, match="ndim"):
         build_unet(base_filters=2, depth=1, ndim=4)
+
+
+ANISOTROPIC = ((1, 2, 2), (1, 2, 2), (2, 2, 2))
+
+
+@pytest.mark.parametrize("pool_sizes", [((1, 2, 2), (2, 2, 2)), ANISOTROPIC, ((2, 1, 1),)])
+def test_anisotropic_pooling_up_convolutions_undo_the_pool_of_their_level(pool_sizes):
+    from unet_ref.model import unet_pool_sizes
+    from unet_ref.sizes import output_size, valid_input_size
+
+    depth = len(pool_sizes)
+    model = build_unet(base_filters=2, depth=depth, ndim=3, pool_sizes=pool_sizes, dropout=0.0)
+    assert unet_pool_sizes(model) == pool_sizes and unet_depth(model) == depth
+    for level, pool in enumerate(pool_sizes):
+        upconv = model.get_layer(f"up{level}_upconv")
+        assert upconv.kernel_size == upconv.strides == pool
+        assert model.get_layer(f"down{level}_conv1").kernel_size == (3, 3, 3)  # 3x3x3 on unpooled axes too
+    shape = valid_input_size((5, 20, 23), pool_sizes=pool_sizes)
+    out = model(np.random.default_rng(6).random((1, *shape, 1), dtype=np.float32))
+    assert tuple(out.shape) == (1, *output_size(shape, pool_sizes=pool_sizes), 2)
+
+
+def test_a_fixed_input_size_is_checked_per_axis():
+    fixed = build_unet(base_filters=2, depth=3, ndim=3, pool_sizes=ANISOTROPIC, input_size=(34, 92, 92))
+    assert fixed.output_shape == (None, 2, 4, 4, 2)
+    with pytest.raises(ValueError, match="on axis 0"):
+        build_unet(base_filters=2, depth=3, ndim=3, pool_sizes=ANISOTROPIC, input_size=(35, 92, 92))
+    with pytest.raises(ValueError, match="depth 4 does not match pool_sizes"):
+        build_unet(base_filters=2, ndim=3, pool_sizes=ANISOTROPIC)
+    with pytest.raises(ValueError, match=r"pool_sizes\[0\] must be an int or 3 ints"):
+        build_unet(base_filters=2, depth=1, ndim=3, pool_sizes=((2, 2),))
+
+
+def test_batch_norm_before_every_relu_is_an_option_and_off_by_default():
+    plain = build_unet(base_filters=2, depth=2, ndim=3)
+    assert not any(isinstance(layer, layers.BatchNormalization) for layer in plain.layers)
+    model = build_unet(base_filters=2, depth=2, ndim=3, batch_norm=True)
+    norms = [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)]
+    assert len(norms) == 4 * 2 + 2  # one per 3x3x3 convolution
+    assert model.get_layer("down0_conv1").activation is keras.activations.linear
+    assert not model.get_layer("down0_conv1").use_bias
+    with pytest.raises(TypeError, match="batch_norm"):
+        build_unet(base_filters=2, depth=1, batch_norm="yes")

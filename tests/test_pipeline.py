@@ -165,3 +165,50 @@ def test_volumes_give_cubic_tiles_with_exact_3d_weight_maps():
     augmented = TileSampler([volume], [labels], 44, 1)
     image, cells, weights = augmented.sample(3)
     assert image.shape == (44, 44, 44, 1) and set(np.unique(cells)) <= {0, 1} and weights.min() > 0
+
+
+def test_anisotropic_pooling_gives_tiles_of_one_size_per_axis_with_exact_weight_maps():
+    from unet_ref.weights import weight_map
+
+    labels = np.kron(np.arange(1, 9).reshape(2, 2, 2), np.ones((4, 12, 12), int))  # (8, 24, 24): thin in z
+    labels[labels % 3 == 0] = 0
+    volume = (labels * 20).astype(np.uint8)
+    # pooling (1, 2, 2): z never pooled, so its valid sizes are 1 apart and its margin 6 px, not 8
+    plain = TileSampler([volume], [labels], (20, 44, 44), 1, pool_sizes=((1, 2, 2),), augment=False)
+    image, cells, weights = plain.sample(0)
+    assert (image.shape, cells.shape, weights.shape) == ((20, 44, 44, 1), (8, 28, 28), (8, 28, 28))
+    c, m = plain.context, (8, 28, 28)
+    padded = mirror_pad(labels, (c,) * 3, tuple(k + c - n for k, n in zip(m, labels.shape)))
+    region = measure.label(padded[:8 + 2 * c, :28 + 2 * c, :28 + 2 * c], background=0, connectivity=3)
+    crop = tuple(slice(c, c + k) for k in m)
+    expected = weight_map(labels=region, window=crop, class_weights=balanced_class_weights(labels > 0))
+    assert np.array_equal(cells, (region[crop] > 0).astype(np.int32))
+    np.testing.assert_allclose(weights, expected, rtol=1e-6)
+    image, cells, _ = TileSampler([volume], [labels], (20, 44, 44), 1, pool_sizes=((1, 2, 2),)).sample(3)
+    assert image.shape == (20, 44, 44, 1) and cells.shape == (8, 28, 28)
+    with pytest.raises(ValueError, match="input size 45 on axis 1"):
+        TileSampler([volume], [labels], 45, 1, pool_sizes=((1, 2, 2),))  # 45 is valid along z only
+    with pytest.raises(ValueError, match="tile_size must be an int or 3 ints"):
+        TileSampler([volume], [labels], (44, 44), 1)
+
+
+def test_thick_sections_get_weight_maps_in_physical_units_and_a_thinner_context_along_z():
+    from unet_ref.weights import weight_map
+
+    labels = np.kron(np.arange(1, 9).reshape(2, 2, 2), np.ones((4, 12, 12), int))  # (8, 24, 24)
+    labels[labels % 3 == 0] = 0
+    spacing = (4.0, 1.0, 1.0)  # sections 4 px thick: sigma and the context band are in px of the plane
+    plain = TileSampler([labels.astype(np.uint8)], [labels], (20, 44, 44), 1, pool_sizes=((1, 2, 2),),
+                        spacing=spacing, augment=False)
+    c = plain.context_px
+    assert c == (-(-plain.context // 4), plain.context, plain.context)  # ceil(29 / 4) = 8 sections
+    _, cells, weights = plain.sample(0)
+    m = (8, 28, 28)
+    padded = mirror_pad(labels, c, tuple(k + ck - n for k, ck, n in zip(m, c, labels.shape)))
+    region = measure.label(padded[tuple(slice(0, k + 2 * ck) for k, ck in zip(m, c))], background=0, connectivity=3)
+    crop = tuple(slice(ck, ck + k) for k, ck in zip(m, c))
+    expected = weight_map(labels=region, window=crop, spacing=spacing, class_weights=balanced_class_weights(labels > 0))
+    np.testing.assert_allclose(weights, expected, rtol=1e-6)
+    assert np.array_equal(cells, (region[crop] > 0).astype(np.int32))
+    with pytest.raises(ValueError, match="spacing must be one number per axis"):
+        TileSampler([labels], [labels], (20, 44, 44), 1, pool_sizes=((1, 2, 2),), spacing=(4.0, 1.0))

@@ -76,3 +76,27 @@ def test_touching_cells_touch_along_long_borders_separated_by_a_thin_gap():
     background = ndimage.binary_erosion(labels == 0, iterations=6)
     cells = ndimage.binary_erosion(labels > 0, iterations=3)
     assert image[cells].mean() - image[gap].mean() < 0.3 * (image[cells].mean() - image[background].mean())
+
+
+def test_synthetic_volumes_are_deterministic_and_labels_are_the_26_connected_cells_of_the_mask():
+    from unet_ref.masks import label_cells
+    from unet_ref.synthetic import synthetic_volume, synthetic_volumes
+
+    image, mask, labels = synthetic_volume((20, 40, 48), seed=1)
+    assert image.shape == mask.shape == labels.shape == (20, 40, 48) and image.dtype == np.uint8
+    assert all(np.array_equal(a, b) for a, b in zip((image, mask, labels), synthetic_volume((20, 40, 48), seed=1)))
+    assert not np.array_equal(image, synthetic_volume((20, 40, 48), seed=2)[0])
+    assert np.array_equal(mask, (labels > 0) * 255) and np.array_equal(label_cells(mask > 0), labels)
+    assert labels.max() >= 3 and 0.15 < np.mean(mask == 0) < 0.5
+    assert np.median(image[mask == 0]) + 25 < np.median(image[mask > 0])  # dark membranes
+    images, stack = synthetic_volumes(2, shape=(16, 24, 24), seed=3)
+    assert images.shape == stack.shape == (2, 16, 24, 24)
+    assert np.array_equal(stack[1], synthetic_volume((16, 24, 24), seed=np.random.default_rng([3, 1]))[2])
+
+
+@pytest.mark.parametrize("shape, error", [((32, 32), TypeError), ((8, 32, 32), ValueError), ((16.0, 32, 32), TypeError)])
+def test_bad_volume_shapes_raise_clear_errors(shape, error):
+    from unet_ref.synthetic import synthetic_volume
+
+    with pytest.raises(error, match="shape"):
+        synthetic_volume(shape)

@@ -230,3 +230,46 @@ def test_a_tile_that_needs_more_memory_than_the_machine_has_is_refused_before_al
     huge = valid_input_size(200_000, 3)  # a typo's worth of zeros: ~5 TB of activations
     with pytest.raises(ValueError, match=r"tile_size .* needs about [\d,]+ GiB .* this machine has"):
         predict_tiled(unet3, _image(20, 20), tile_size=huge)
+
+
+ANISOTROPIC = ((1, 2, 2), (2, 2, 2))  # z pooled once, y and x twice: pooling grids 2, 4, 4 px
+
+
+@pytest.fixture(scope="module")
+def unet3d_anisotropic():
+    keras.utils.set_random_seed(1)
+    return build_unet(base_filters=2, depth=2, ndim=3, pool_sizes=ANISOTROPIC, dropout=0.0)
+
+
+def test_anisotropic_3d_tiling_takes_margins_and_grids_per_axis_from_the_model(unet3d_anisotropic):
+    from unet_ref.tiling import plan_tiles
+
+    model, volume = unet3d_anisotropic, _image(13, 21, 26, seed=9)
+    m = margin(pool_sizes=ANISOTROPIC)  # (z, y, x) = (14, 20, 20)
+    sizes = valid_input_size(tuple(n + 2 * g for n, g in zip(volume.shape, m)), pool_sizes=ANISOTROPIC)
+    padded = np.pad(volume, [(g, p - n - g) for n, p, g in zip(volume.shape, sizes, m)], mode="reflect")
+    logits = keras.ops.convert_to_numpy(model(padded[None, ..., None], training=False))[0]
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    whole = (e / e.sum(-1, keepdims=True))[:13, :21, :26]
+    smallest = valid_input_size((1, 1, 1), pool_sizes=ANISOTROPIC)
+    plan = plan_tiles(volume.shape, (32, 56, 60), pool_sizes=ANISOTROPIC)
+    assert plan.margin == m and plan.stride[0] % 2 == 0 and plan.stride[1] % 4 == 0 and plan.n_tiles > 1
+    for tile in ((32, 56, 60), (36, 52, 64), None):
+        np.testing.assert_allclose(predict_tiled(model, volume, tile_size=tile), whole, atol=1e-5)
+    with pytest.raises(ValueError, match=r"tile_size \(axis 0\): input size 27 .* with pool factors \(1, 2\)"):
+        predict_tiled(model, volume, tile_size=(smallest[0] + 1, 56, 60))
+    with pytest.raises(ValueError, match="tta .* same pooling"):
+        predict_tiled(build_unet(base_filters=1, depth=1, ndim=3, pool_sizes=((2, 1, 2),)), volume, tta=True)
+
+
+def test_batch_norm_is_a_per_voxel_affine_map_at_inference_so_tiles_still_agree():
+    keras.utils.set_random_seed(2)
+    model = build_unet(base_filters=2, depth=1, ndim=3, pool_sizes=((1, 2, 2),), batch_norm=True, dropout=0.0)
+    rng = np.random.default_rng(2)
+    for layer in model.layers:  # statistics as after training, not the identity of a fresh layer
+        if isinstance(layer, keras.layers.BatchNormalization):
+            for weight in layer.weights:
+                weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype(np.float32))
+    volume = _image(30, 61, 70, seed=10)  # several tiles along every axis
+    one = predict_tiled(model, volume, tile_size=(24, 44, 44))
+    np.testing.assert_allclose(predict_tiled(model, volume, tile_size=(40, 64, 60)), one, atol=1e-5)

@@ -241,3 +241,80 @@ def test_several_machines_are_refused_with_the_reason_not_a_hang(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith("unet-ref train: error: TF_CONFIG is set, but training "
                                                              "on several machines is not supported")
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+# --- volumes: the 3-D U-Net -----------------------------------------------------------------
+
+
+def test_a_tiny_3d_unet_overfits_one_synthetic_volume_below_the_all_cell_error():
+    import keras
+    import numpy as np
+
+    from unet_ref.loss import compile_unet
+    from unet_ref.model import build_unet
+    from unet_ref.pipeline import make_dataset
+    from unet_ref.synthetic import synthetic_volume
+    from unet_ref.tiling import predict_tiled
+
+    image, mask, labels = synthetic_volume((16, 32, 32), seed=0)
+    pools = ((1, 2, 2),)  # z is not pooled: a 28-voxel tile is valid along it
+    keras.utils.set_random_seed(0)
+    data = make_dataset([image], [labels], tile_size=(28, 44, 44), depth=1, pool_sizes=pools, augment=False,
+                        num_tiles=1)  # the whole volume (12 x 28 x 28 output crop, mirrored) every step
+    model = build_unet(base_filters=4, depth=1, ndim=3, pool_sizes=pools, dropout=0.0)
+    compile_unet(model, optimizer="adam", learning_rate=3e-3)
+    loss = model.fit(data, epochs=4, steps_per_epoch=10, verbose=0, shuffle=False).history["loss"]
+    assert loss[-1] < 0.5 * loss[0]
+    cells = predict_tiled(model, image)[..., 1] >= 0.5
+    trivial = np.mean(mask == 0)  # the all-cell predictor's pixel error
+    assert np.mean(cells != (mask > 0)) < trivial / 2
+
+
+def test_3d_settings_are_checked_before_tensorflow_loads():
+    from unet_ref.train import parse_pool_sizes, tile_shape
+
+    config = resolve_config("tutorial3d")
+    assert config.ndim == 3 and tile_shape(config) == (36, 60, 60)
+    assert parse_pool_sizes(config.pool_sizes, config.depth, 3) == ((1, 2, 2), (2, 2, 2))
+    assert parse_pool_sizes("", 4, 3) is None and parse_pool_sizes("2, 1x2x2", None, 3) == (2, (1, 2, 2))
+    for overrides, message in [
+        (dict(ndim=4), "ndim must be an integer >= 2 and <= 3"),
+        (dict(pool_sizes="1x2,2x2x2"), r"pool_sizes\[0\] must be an int or 3 ints"),
+        (dict(pool_sizes="1x2x2"), "depth 2 does not match pool_sizes, which has 1 levels"),
+        (dict(pool_sizes="1x2x2;2x2x2"), "factors per level separated by commas"),
+        (dict(tile_depth=37), r"tile_size / tile_depth: input size 37 on axis 0 .* 36 or 38"),
+        (dict(batch_norm="no"), "batch_norm must be true or false"),
+    ]:
+        with pytest.raises((ValueError, TypeError), match=message):
+            resolve_config("tutorial3d", overrides)
+
+
+def test_the_spacing_setting_reaches_the_weight_map_units():
+    from unet_ref.train import parse_spacing
+
+    assert parse_spacing("", 3) is None and parse_spacing("5,1,1", 3) == (5.0, 1.0, 1.0)
+    assert resolve_config("tutorial3d", {"spacing": "2,1,1"}).spacing == "2,1,1"
+    for text, message in [("5,1", "spacing must be one number per axis"), ("5;1;1", "3 numbers separated by commas"),
+                          ("0,1,1", "finite numbers > 0")]:
+        with pytest.raises(ValueError, match=message):
+            resolve_config("tutorial3d", {"spacing": text})
+
+
+def test_a_run_written_before_a_setting_existed_resumes_with_that_settings_default(tmp_path):
+    import dataclasses
+
+    import h5py
+
+    from unet_ref.files import write_json
+    from unet_ref.runs import start_run
+
+    config = resolve_config("tutorial", dict(TINY, out=str(tmp_path)))
+    older = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("ndim", "pool_sizes", "spacing")}
+    write_json(tmp_path / "config.json", older)  # as an interrupted run of an earlier version left it
+    (tmp_path / "backup").mkdir()
+    h5py.File(tmp_path / "backup" / "latest.weights.h5", "w").close()
+    write_json(tmp_path / "backup" / "training_metadata.json", {"epoch": 2})
+    assert start_run(config, tmp_path) == 2
+    with pytest.raises(ValueError, match=r"different configuration \(ndim changed\)"):
+        write_json(tmp_path / "config.json", older)
+        start_run(dataclasses.replace(config, ndim=3), tmp_path)

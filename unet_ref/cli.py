@@ -117,11 +117,12 @@ def cmd_predict(args):
 
     out = _output_folder(args.out)
     model, tile_size = _model_and_tile_size(args.model, args.tile_size)
-    images = read_images(image_files(args.inputs, "input"), "input")
+    volumes = len(model.input_shape) == 5  # a 3-D U-Net: each TIFF stack is one volume
+    images = read_images(image_files(args.inputs, "input"), "input", volumes=volumes)
     for name, cell in predict_cells(model, images, tile_size=tile_size, batch_size=args.batch_size, tta=args.tta):
-        probability, mask = out / f"{name}_prob.tif", out / f"{name}_mask.png"
+        probability, mask = out / f"{name}_prob.tif", out / f"{name}_mask.{'tif' if volumes else 'png'}"
         write_array(probability, cell)
-        write_array(mask, cell >= args.threshold)
+        write_array(mask, (cell >= args.threshold).astype("uint8") * 255 if volumes else cell >= args.threshold)
         print(f"{name}: {cell.shape} -> {probability}, {mask}")
 
 
@@ -132,18 +133,21 @@ def cmd_evaluate(args):
     from unet_ref.files import write_csv, write_json
 
     out = _output_folder(args.out) if args.out else None
-    truths = read_images(image_files(args.truth, "ground truth"), "ground truth")
+    model = None
     if args.model:
         if not args.images:
             raise UserError("--model needs --images (the raw images to predict)")
+        model, tile_size = _model_and_tile_size(args.model, args.tile_size)
+    volumes = args.volumes or (model is not None and len(model.input_shape) == 5)
+    truths = read_images(image_files(args.truth, "ground truth"), "ground truth", volumes=volumes)
+    if model is not None:
         from unet_ref.tiling import predict_cells
 
-        model, tile_size = _model_and_tile_size(args.model, args.tile_size)
-        images = read_images(image_files(args.images, "image"), "image")
+        images = read_images(image_files(args.images, "image"), "image", volumes=volumes)
         predictions = list(predict_cells(model, images, tile_size=tile_size, tta=args.tta))
     elif args.pred:
-        predictions = [(name, evaluate.as_cell_probability(p, name))
-                       for name, p in read_images(image_files(args.pred, "prediction"), "prediction")]
+        predictions = [(name, evaluate.as_cell_probability(p, name, ndim=3 if volumes else 2))
+                       for name, p in read_images(image_files(args.pred, "prediction"), "prediction", volumes=volumes)]
     else:
         raise UserError("give the predictions (--pred, e.g. the *_prob.tif of `unet-ref predict`) or --model and --images")
     pairs = evaluate.pair_by_name(predictions, truths)
@@ -296,6 +300,8 @@ def build_parser():
                        """))
     p.add_argument("--truth", nargs="+", required=True, help="ground-truth masks (files or folders)")
     p.add_argument("--pred", nargs="+", help="predicted probability maps or masks (files or folders)")
+    p.add_argument("--volumes", action="store_true", help="read each TIFF stack as one (D, H, W) volume, scored in 3-D "
+                                                          "(automatic with the --model of a 3-D U-Net)")
     p.add_argument("--model", help="a training run folder or .keras file (predicts --images first)")
     p.add_argument("--images", nargs="+", help="raw images for --model")
     p.add_argument("--tile-size", type=int, default=None, help="tile size for --model (default: from the run's config)")

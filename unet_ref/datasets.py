@@ -10,8 +10,12 @@ Every loader returns `(images, labels)`:
   `weight_map(mask)`; label images with other values (e.g. uint16 instance TIFFs) are
   kept as instance ids (`unet_ref.masks.to_instance_labels`).
 
+Volumes (`ndim=3`, the 3-D U-Net): image/label folders of TIFF (or .npy) files holding
+one (D, H, W) volume each; labels are binary masks (cells: 26-connected components) or
+instance ids, as in 2-D.
+
 Errors name the file or folder: missing, empty, unreadable, count or shape mismatch,
-non-binary where a binary mask is expected.
+non-binary where a binary mask is expected, an image where a volume is expected.
 """
 import pathlib
 import re
@@ -131,27 +135,30 @@ def _stack(arrays):
     return np.stack(arrays) if len({a.shape for a in arrays}) == 1 else list(arrays)
 
 
-def _pair(images, labels, image_names, label_names, binary, threshold=None):
+def _pair(images, labels, image_names, label_names, binary, threshold=None, ndim=2):
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images ({image_names}) but {len(labels)} labels ({label_names})")
     out = []
     for i, (image, label) in enumerate(zip(images, labels)):
         label_name = label_names[i] if isinstance(label_names, list) else f"{label_names}[{i}]"
         image_name = image_names[i] if isinstance(image_names, list) else f"{image_names}[{i}]"
-        if image.shape[:2] != np.shape(label)[:2]:
-            raise ValueError(f"image {image_name} is {image.shape[:2]} but its labels {label_name} are "
-                             f"{np.shape(label)[:2]}")
-        out.append(to_instance_labels(label, binary=binary, threshold=threshold, name=str(label_name)))
+        if ndim == 3 and image.ndim not in (3, 4):
+            raise ValueError(f"image {image_name} has shape {image.shape}; expected a (D, H, W) volume, one per file")
+        if image.shape[:ndim] != np.shape(label)[:ndim]:
+            raise ValueError(f"image {image_name} is {image.shape[:ndim]} but its labels {label_name} are "
+                             f"{np.shape(label)[:ndim]}")
+        out.append(to_instance_labels(label, binary=binary, threshold=threshold, ndim=ndim, name=str(label_name)))
     return _stack(list(images)), _stack(out)
 
 
-def load_image_folders(image_dir, label_dir, *, binary=None, threshold=None):
+def load_image_folders(image_dir, label_dir, *, binary=None, threshold=None, ndim=2):
     """Images and labels from two folders, matched by file name without suffix.
 
     `binary=True` demands binary masks (the ISBI PNG labels); None accepts instance labels
     too (see `to_instance_labels`). `threshold` reads masks that are not binary as cell =
     value >= threshold; JPEG label files (lossy: gray values at every edge) need one.
-    Returns (images, labels) as described in the module.
+    `ndim=3`: every file is one (D, H, W) volume (a TIFF stack). Returns (images, labels)
+    as described in the module.
     """
     image_files, label_files = _image_files(image_dir), _image_files(label_dir)
     for files in (image_files, label_files):
@@ -171,9 +178,11 @@ def load_image_folders(image_dir, label_dir, *, binary=None, threshold=None):
         raise ValueError(f"images in {image_dir} and labels in {label_dir} do not match by name: "
                          f"no label for {missing[:5]}, no image for {extra[:5]}")
     label_files = [labels_by_stem[p.stem] for p in image_files]
-    images = [to_gray(read_image(p)) for p in image_files]  # colour files become gray, as for prediction
+    # colour files become gray, as for prediction; a volume is never colour
+    images = [to_gray(read_image(p)) if ndim == 2 else read_image(p) for p in image_files]
     labels = [read_image(p) for p in label_files]
-    return _pair(images, labels, [str(p) for p in image_files], [str(p) for p in label_files], binary, threshold)
+    return _pair(images, labels, [str(p) for p in image_files], [str(p) for p in label_files], binary, threshold,
+                 ndim)
 
 
 def load_isbi(path):
@@ -196,14 +205,23 @@ def load_isbi(path):
     return _pair(images, labels, str(volume), str(label_file), binary=None)
 
 
-def load_dataset(path, *, threshold=None):
+def load_dataset(path, *, threshold=None, ndim=2):
     """Whatever `path` holds: the ISBI layout (`load_isbi`: train/image + train/label PNG
     folders, binary masks; or train-volume.tif + train-labels.tif), or image/label folders
     (one of `FOLDER_PAIRS`, binary masks or instance labels, e.g. uint16 TIFFs; `threshold`
-    for masks that are not binary, see `load_image_folders`)."""
+    for masks that are not binary, see `load_image_folders`). `ndim=3`: image/label
+    folders of volumes, one (D, H, W) TIFF stack per file."""
     path = pathlib.Path(path)
     if not path.exists():
         raise FileNotFoundError(f"data path {path} does not exist")
+    if ndim == 3:
+        for image_dir, label_dir in FOLDER_PAIRS:
+            if (path / image_dir).is_dir() and (path / label_dir).is_dir():
+                return load_image_folders(path / image_dir, path / label_dir, threshold=threshold, ndim=3)
+        raise FileNotFoundError(f"no volumes found in {path}: expected one of the folder pairs "
+                                f"{[f'{a} + {b}' for a, b in FOLDER_PAIRS]}, one (D, H, W) TIFF stack per file")
+    if ndim != 2:
+        raise ValueError(f"ndim must be 2 (images) or 3 (volumes), got {ndim!r}")
     if path.is_file() or (path / "train-volume.tif").is_file() or (path / "train" / "image").is_dir():
         if path.is_file() and "volume" not in path.name:
             raise ValueError(f"{path} is a file but not an ISBI '*volume*.tif' stack")

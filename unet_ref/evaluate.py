@@ -13,7 +13,8 @@ ground truth (read by the one mask rule of `unet_ref.masks`: cell = True / > 0):
 - pixel error: the fraction of pixels whose class is wrong.
 - adapted Rand error and variation of information (VI) compare *segmentations*, not
   classes. Both segmentations are the connected components of the cell class
-  (8-connectivity by default, as the notebook's labelling). They are restricted to the
+  (8-connectivity by default, as the notebook's labelling; for (D, H, W) volumes the same
+  default, connectivity=2, joins 18 neighbours: pass 3 for all 26). They are restricted to the
   ground truth's cells ("foreground-restricted", as in ISBI 2012 and SNEMI3D): ground
   truth membrane pixels are not scored. Predicted membrane pixels inside a true cell are
   given to the nearest predicted cell (`skimage.segmentation.expand_labels`), so that a
@@ -46,8 +47,8 @@ METRICS = ("pixel_error", "rand_error", "vi_split", "vi_merge", "vi", "cell_iou"
 def _predicted_cells(prediction, threshold):
     """Cell probabilities (or a bool mask) -> bool cells, prediction >= threshold."""
     prediction = np.asarray(prediction)
-    if prediction.ndim != 2:
-        raise ValueError(f"prediction must be a 2-D (H, W) array, got shape {prediction.shape}")
+    if prediction.ndim not in (2, 3):
+        raise ValueError(f"prediction must be a 2-D (H, W) image or a 3-D (D, H, W) volume, got shape {prediction.shape}")
     if prediction.size == 0:
         raise ValueError("prediction is empty")
     if not 0.0 < threshold < 1.0:
@@ -62,11 +63,12 @@ def _predicted_cells(prediction, threshold):
 
 
 def _as_cell_masks(prediction, truth, threshold):
-    """(prediction, truth) -> two bool (H, W) cell masks, with clear errors."""
+    """(prediction, truth) -> two bool (H, W) (or (D, H, W)) cell masks, with clear errors."""
     prediction, truth = np.asarray(prediction), np.asarray(truth)
-    if prediction.ndim != 2 or truth.ndim != 2:
+    if prediction.ndim not in (2, 3) or truth.ndim not in (2, 3):
         raise ValueError(
-            f"prediction and truth must be 2-D (H, W) arrays, got shapes {prediction.shape} and {truth.shape}"
+            f"prediction and truth must be 2-D (H, W) images or 3-D (D, H, W) volumes, got shapes "
+            f"{prediction.shape} and {truth.shape}"
         )
     if prediction.shape != truth.shape:
         raise ValueError(f"prediction shape {prediction.shape} differs from truth shape {truth.shape}")
@@ -196,15 +198,16 @@ def format_table(results):
     return "\n".join(lines)
 
 
-def as_cell_probability(prediction, name="prediction"):
+def as_cell_probability(prediction, name="prediction", ndim=2):
     """A saved prediction -> P(cell) float32 in [0, 1].
 
     Float maps are probabilities (checked); a (H, W, n_classes) softmax gives its cell
     channel; integer or bool predictions are masks by the rule of `unet_ref.masks`
     (0 and one value > 0, e.g. the *_mask.png of `unet-ref predict`) and become 0 / 1.
+    `ndim=3`: a (D, H, W) volume, or its (D, H, W, n_classes) softmax.
     """
     prediction = np.asarray(prediction)
-    if prediction.ndim == 3 and prediction.shape[-1] in (2, 3) and np.issubdtype(prediction.dtype, np.floating):
+    if prediction.ndim == ndim + 1 and prediction.shape[-1] in (2, 3) and np.issubdtype(prediction.dtype, np.floating):
         prediction = prediction[..., CELL_CLASS]  # (H, W, n_classes) softmax
     if np.issubdtype(prediction.dtype, np.floating):
         if prediction.size == 0 or not np.isfinite(prediction).all() or prediction.min() < 0 or prediction.max() > 1:

@@ -39,8 +39,8 @@ from unet_ref.checks import check_int
 from unet_ref.datasets import read_image
 from unet_ref.images import normalize_image
 from unet_ref.masks import split_regions
-from unet_ref.sizes import margin, output_size
-from unet_ref.weights import balanced_class_weights, weight_map
+from unet_ref.sizes import output_size, pool_factors
+from unet_ref.weights import _spacing, balanced_class_weights, weight_map
 
 __all__ = ["TileSampler", "make_dataset", "weight_context", "PipelineError", "take_failure"]
 
@@ -83,9 +83,18 @@ class TileSampler:
         Instance labels (0 = membrane/background) or binary masks ({0, 255}, {0, 1},
         bool): every sample relabels its warped labels by 8-connected regions of equal
         value, so a mask's cells are its 8-connected components, as in `weight_map(mask)`.
-    tile_size : int
-        Network input size n (a valid size for `depth`).
+    tile_size : int or tuple of int
+        Network input size n (a valid size for `depth`), or one per axis, e.g. (z, y, x)
+        for a volume pooled anisotropically.
     depth : int
+    pool_sizes : sequence, optional
+        Pooling factors per level (and axis) of the network, as `build_unet` takes them;
+        default 2 everywhere. They fix the valid tile sizes and the output crop.
+    spacing : float or sequence of float, optional
+        Pixel (voxel) spacing per axis for the weight map's distances d1, d2, as
+        `weight_map` takes it, e.g. (5, 1, 1) for sections 5 times thicker than a pixel;
+        `sigma` is then in these units and the context band is measured in them too.
+        Default 1 on every axis.
     augment : bool
         Elastic deformation, shift, flips/rotations and gray values; False gives plain
         mirrored crops (validation tiles).
@@ -101,15 +110,12 @@ class TileSampler:
         Elastic deformation (paper: 10 px on a 3 x 3 grid).
     """
 
-    def __init__(self, images, labels, tile_size, depth=4, *, augment=True, w0=10.0, sigma=5.0,
-                 class_balance=True, seed=0, cache=True, elastic_sigma=10.0, grid=3):
+    def __init__(self, images, labels, tile_size, depth=4, *, pool_sizes=None, spacing=None, augment=True, w0=10.0,
+                 sigma=5.0, class_balance=True, seed=0, cache=True, elastic_sigma=10.0, grid=3):
         if len(images) != len(labels) or len(images) == 0:
             raise ValueError(f"images and labels must be non-empty and of equal length, got "
                              f"{len(images)} images and {len(labels)} labels")
         check_int(seed, "seed", minimum=0)
-        self.tile_size, self.depth = int(tile_size), int(depth)
-        self.output_size = output_size(self.tile_size, self.depth)  # ValueError names valid sizes
-        self.margin = margin(self.depth)
         # label region: the output crop + context px per side; it and the input window
         # (n = m + 2 margin) are concentric, so one position map covers both
         self.context = weight_context(w0, sigma)
@@ -120,6 +126,18 @@ class TileSampler:
         self._decoded = {}
         first = self._load(0)
         self.ndim, self.channels = first[1].ndim, first[0].shape[-1]
+        tiles = (tile_size,) * self.ndim if isinstance(tile_size, (int, np.integer)) else tuple(tile_size)
+        if len(tiles) != self.ndim:
+            raise ValueError(f"tile_size must be an int or {self.ndim} ints for {self.ndim}-D images, got {tile_size!r}")
+        self.depth = int(depth)
+        self.pool_sizes = pool_factors(pool_sizes, self.depth, self.ndim)
+        self.tile_shape = tuple(int(n) for n in tiles)  # (n, n) or (z, y, x)
+        self.output_shape = output_size(self.tile_shape, pool_sizes=self.pool_sizes)  # ValueError names valid sizes
+        # the context band in px per axis: `context` in units of the spacing (thick sections: fewer px along z)
+        self.spacing = None if spacing is None else _spacing(spacing, self.ndim)
+        self.context_px = tuple(math.ceil(self.context / s) for s in (self.spacing or (1.0,) * self.ndim))
+        # the scalar names of the 2-D pipeline, for square (cubic) tiles
+        self.tile_size, self.output_size = self.tile_shape[-1], self.output_shape[-1]
 
     def __len__(self):
         return len(self.images)
@@ -154,33 +172,33 @@ class TileSampler:
         the reference)."""
         # one thread per sample: tf.data already runs samples in parallel
         return weight_map(labels=region, w0=self.w0, sigma=self.sigma, class_weights=class_weights,
-                          window=window, num_threads=1)
+                          window=window, spacing=self.spacing, num_threads=1)
 
     def sample(self, index):
         """The tile triple for sample `index` (a function of (seed, index) only)."""
         rng = np.random.default_rng([self.seed, int(index)])
         coefficients, labels, class_weights = self._load(int(rng.integers(len(self.images))))
-        shape, ndim = labels.shape, labels.ndim
-        n, m, c = self.tile_size, self.output_size, self.context
+        shape = labels.shape
+        n, m, c = self.tile_shape, self.output_shape, self.context_px  # per axis
         # the output crop's corner, inside the image (a crop larger than the image mirrors)
-        corner = tuple(int(rng.integers(max(length - m, 0) + 1)) for length in shape)
+        corner = tuple(int(rng.integers(max(length - mk, 0) + 1)) for length, mk in zip(shape, m))
         if self.augment:
             transform = random_transform(shape, rng, sigma=self.elastic_sigma, grid=self.grid)
         else:
             transform = random_transform(shape, rng, sigma=0.0, max_shift=0.0, flips=False)
         # one position map for the larger of the label region and the input window; both
         # are centred on the output crop, so flips and rotations keep them aligned
-        big = max(n, m + 2 * c)
-        positions = sample_positions(transform, tuple(k - (big - m) // 2 for k in corner), (big,) * ndim,
-                                     self.augment)  # (ndim, big, ..., big)
-        o, r = (big - n) // 2, (big - m) // 2 - c
+        big = tuple(max(nk, mk + 2 * ck) for nk, mk, ck in zip(n, m, c))
+        positions = sample_positions(transform, tuple(k - (b - mk) // 2 for k, b, mk in zip(corner, big, m)), big,
+                                     self.augment)  # (ndim, *big)
+        window = tuple(slice((b - nk) // 2, (b - nk) // 2 + nk) for b, nk in zip(big, n))
+        around = tuple(slice((b - mk) // 2 - ck, (b - mk) // 2 + mk + ck) for b, mk, ck in zip(big, m, c))
         image = warp(coefficients, transform, order=3 if self.augment else 0, prefiltered=True,
-                     positions=positions[(slice(None),) + (slice(o, o + n),) * ndim])  # (n, ..., n, C)
-        region = warp(labels, transform, order=0,
-                      positions=positions[(slice(None),) + (slice(r, r + m + 2 * c),) * ndim])
+                     positions=positions[(slice(None),) + window])  # (*n, C)
+        region = warp(labels, transform, order=0, positions=positions[(slice(None),) + around])
         # connected regions of equal id: a mirrored copy of a cell is another cell
         region = split_regions(region)
-        crop = (slice(c, c + m),) * ndim
+        crop = tuple(slice(ck, ck + mk) for mk, ck in zip(m, c))
         weights = self._weight_map(region, class_weights, crop)  # (m, ..., m), the region as context
         if self.augment:
             image = vary_gray_values(image, rng)
@@ -188,7 +206,7 @@ class TileSampler:
         return image.astype(np.float32, copy=False), cells, weights
 
 
-def make_dataset(images, labels, *, tile_size, depth=4, batch_size=1, augment=True, seed=0,
+def make_dataset(images, labels, *, tile_size, depth=4, pool_sizes=None, batch_size=1, augment=True, seed=0,
                  w0=10.0, sigma=5.0, cache=True, num_tiles=None, num_parallel_calls=None, prefetch=None,
                  **sampler_options):
     """An infinite `tf.data.Dataset` of batches for `model.fit`.
@@ -220,9 +238,9 @@ def make_dataset(images, labels, *, tile_size, depth=4, batch_size=1, augment=Tr
     """
     import tensorflow as tf
 
-    sampler = TileSampler(images, labels, tile_size, depth, augment=augment, w0=w0, sigma=sigma,
-                          seed=seed, cache=cache, **sampler_options)
-    n, m, ndim, channels = sampler.tile_size, sampler.output_size, sampler.ndim, sampler.channels
+    sampler = TileSampler(images, labels, tile_size, depth, pool_sizes=pool_sizes, augment=augment, w0=w0,
+                          sigma=sigma, seed=seed, cache=cache, **sampler_options)
+    n, m, channels = sampler.tile_shape, sampler.output_shape, sampler.channels  # per axis
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     autotune = tf.data.AUTOTUNE
 
@@ -237,9 +255,9 @@ def make_dataset(images, labels, *, tile_size, depth=4, batch_size=1, augment=Tr
         # one Python call per batch, not per tile: less tf.data overhead per tile
         image, label, weight = tf.numpy_function(
             sample_batch, [indices], [tf.float32, tf.int32, tf.float32], stateful=False)
-        image.set_shape((batch_size,) + (n,) * ndim + (channels,))  # (B, n, n, C)
-        label.set_shape((batch_size,) + (m,) * ndim)  # (B, m, m)
-        weight.set_shape((batch_size,) + (m,) * ndim)  # (B, m, m)
+        image.set_shape((batch_size,) + n + (channels,))  # (B, n, n, C)
+        label.set_shape((batch_size,) + m)  # (B, m, m)
+        weight.set_shape((batch_size,) + m)  # (B, m, m)
         return image, label, weight
 
     if num_tiles is None:

@@ -35,9 +35,11 @@ def _same_data(a, b):
 
 
 def _changed(previous, config):
+    # a setting added after `previous` was written had its default then (e.g. ndim = 2)
+    defaults = {field.name: field.default for field in dataclasses.fields(config)}
     return sorted(key for key, value in dataclasses.asdict(config).items()
                   if key not in RESUMABLE_CHANGES and not (key == "data" and _same_data(previous.get(key), value))
-                  and previous.get(key) != value)
+                  and previous.get(key, defaults[key]) != value)
 
 
 def restored_epoch(backup):

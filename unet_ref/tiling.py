@@ -7,14 +7,16 @@ cut input tiles that overlap by 2 * margin, and paste the output tiles side by s
 
 Done right the result is *exactly* one forward pass over the whole mirrored image,
 whatever the tile size: every output pixel sees the same input window, and the tiles
-start on the network's pooling grid (multiples of 2**d px), so every 2x2 max-pool
-groups the same pixels as in the whole-image pass. Memory is bounded by one batch of
+start on the network's pooling grid (multiples of 2**d px; per axis, the product of that
+axis's pooling factors when a volume is pooled anisotropically), so every max-pool groups
+the same pixels as in the whole-image pass. Memory is bounded by one batch of
 tiles; only the padded input image and the output probabilities are held whole.
 
 Two steps: `plan_tiles` fixes the geometry (tile, output tile, stride and count per
 axis, the mirror padding, the tile origins), `predict_tiled` runs the batches and
 pastes the output tiles. Everything works per spatial axis, for images (H, W) and
-volumes (D, H, W) alike.
+volumes (D, H, W) alike; the margin and the pooling grid of each axis come from the
+model's own pooling layers (`unet_ref.model.unet_pool_sizes`).
 
 Shapes: image (*S) or (*S, C); stack (N, *S[, C]); output (..., *S, n_classes), with
 S = (H, W) for a 2-D model and (D, H, W) for a 3-D one.
@@ -30,7 +32,7 @@ from unet_ref.augment import DIHEDRAL, dihedral, dihedral_inverse
 from unet_ref.checks import check_int
 from unet_ref.images import mirror_pad, normalize_image
 from unet_ref.masks import CELL_CLASS
-from unet_ref.sizes import margin, output_size, valid_input_size
+from unet_ref.sizes import margin, output_size, pool_factors, valid_input_size
 
 __all__ = ["predict_tiled", "predict_cells", "plan_tiles", "TilePlan", "choose_tile_size", "tile_bytes",
            "check_memory", "DEFAULT_MEMORY_BUDGET"]
@@ -76,10 +78,12 @@ def check_memory(tile_shape, base_filters, in_channels, batch_size=1, *, trainin
 
 
 def _model_geometry(model):
-    """(ndim, depth, in_channels, n_classes, base_filters) read from a built U-Net."""
-    from unet_ref.model import spatial_layers, unet_depth  # imports TensorFlow; only when predicting
+    """(ndim, depth, in_channels, n_classes, base_filters, pools) read from a built U-Net;
+    pools: per axis, the pooling factors of its levels."""
+    from unet_ref.model import spatial_layers, unet_pool_sizes  # imports TensorFlow; only when predicting
 
-    depth = unet_depth(model)
+    pool_sizes = unet_pool_sizes(model)
+    depth = len(pool_sizes)
     ndim = len(model.input_shape) - 2
     in_channels, n_classes = model.input_shape[-1], model.output_shape[-1]
     if in_channels is None or n_classes is None:
@@ -89,23 +93,29 @@ def _model_geometry(model):
         )
     convs = [layer for layer in model.layers if type(layer) is spatial_layers(ndim).conv]
     base_filters = convs[0].filters if convs else 64  # first 3x3 conv; else assume the paper's 64
-    return ndim, depth, in_channels, n_classes, base_filters
+    return ndim, depth, in_channels, n_classes, base_filters, tuple(zip(*pool_sizes))
 
 
-def _stride(tile, depth):
+# The per-axis helpers below take the axis's pooling factors `pools` (one int per level);
+# None means 2 at each of `depth` levels (the paper).
+
+def _stride(tile, depth, pools=None):
     """Output px between tile origins: the output size rounded down to the pooling grid."""
-    out = output_size(tile, depth)
-    return out - out % 2**depth
+    pools = (2,) * depth if pools is None else tuple(pools)
+    out = output_size(tile, pool_sizes=pools)
+    return out - out % math.prod(pools)
 
 
-def _n_tiles(length, tile, depth):
+def _n_tiles(length, tile, depth, pools=None):
     """Tiles of input size `tile` needed along an axis of `length` px."""
-    return 1 + max(0, math.ceil((length - output_size(tile, depth)) / _stride(tile, depth)))
+    pools = (2,) * depth if pools is None else tuple(pools)
+    return 1 + max(0, math.ceil((length - output_size(tile, pool_sizes=pools)) / _stride(tile, depth, pools)))
 
 
-def _smallest_tile(depth):
+def _smallest_tile(depth, pools=None):
     """Smallest valid tile whose stride is at least one step of the pooling grid."""
-    return valid_input_size(2**depth + 2 * margin(depth), depth)
+    pools = (2,) * depth if pools is None else tuple(pools)
+    return valid_input_size(math.prod(pools) + 2 * margin(pool_sizes=pools), pool_sizes=pools)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,14 +131,14 @@ class TilePlan:
     output: tuple
     stride: tuple
     count: tuple
-    margin: int
+    margin: tuple
 
     @property
     def padding(self):
         """(before, after) mirror padding per axis: the margin before, the margin plus
         whatever fills the last tile after."""
-        return tuple((self.margin, (k - 1) * s + t - n - self.margin)
-                     for n, t, s, k in zip(self.shape, self.tile, self.stride, self.count))
+        return tuple((g, (k - 1) * s + t - n - g)
+                     for n, t, s, k, g in zip(self.shape, self.tile, self.stride, self.count, self.margin))
 
     def origins(self):
         """Tile origins, in reading order: of the input tile in the padded image, which is
@@ -140,15 +150,17 @@ class TilePlan:
         return math.prod(self.count)
 
 
-def plan_tiles(shape, tile, depth):
+def plan_tiles(shape, tile, depth=None, pool_sizes=None):
     """The `TilePlan` of an image of spatial `shape` for input tiles `tile` (one valid
-    size per axis, e.g. from `choose_tile_size`) and a U-Net of `depth`."""
+    size per axis, e.g. from `choose_tile_size`) and a U-Net of `depth` max-pools of 2, or
+    with `pool_sizes` (one entry per level, as `unet_ref.sizes.pool_factors` reads it)."""
     tile = tuple(int(t) for t in tile)
+    pools = tuple(zip(*pool_factors(pool_sizes, depth, len(tile)))) or ((),) * len(tile)  # per axis
     return TilePlan(shape=tuple(int(n) for n in shape), tile=tile,
-                    output=tuple(output_size(t, depth) for t in tile),
-                    stride=tuple(_stride(t, depth) for t in tile),
-                    count=tuple(_n_tiles(n, t, depth) for n, t in zip(shape, tile)),
-                    margin=margin(depth))
+                    output=tuple(output_size(t, pool_sizes=p) for t, p in zip(tile, pools)),
+                    stride=tuple(_stride(t, len(p), p) for t, p in zip(tile, pools)),
+                    count=tuple(_n_tiles(n, t, len(p), p) for n, t, p in zip(shape, tile, pools)),
+                    margin=tuple(margin(pool_sizes=p) for p in pools))
 
 
 def choose_tile_size(model, *shape, batch_size=1, memory_budget=DEFAULT_MEMORY_BUDGET):
@@ -160,41 +172,44 @@ def choose_tile_size(model, *shape, batch_size=1, memory_budget=DEFAULT_MEMORY_B
     the smallest valid size that still covers the image with that many tiles (a 7 x 300
     image gets a flat tile, a small image one tile just big enough).
     """
-    ndim, depth, in_channels, _, base_filters = _model_geometry(model)
+    ndim, depth, in_channels, _, base_filters, pools = _model_geometry(model)
     if len(shape) != ndim:
         raise ValueError(f"shape must give {ndim} sizes for a {ndim}-D model, got {shape}")
     pixels = max(memory_budget // (tile_bytes((1,) * ndim, base_filters, in_channels) * batch_size), 1)
     side = round(pixels ** (1 / ndim))  # the largest side with side**ndim <= pixels, exactly
     side -= side**ndim > pixels
-    n_max = _smallest_tile(depth)
-    while (n := valid_input_size(n_max + 1, depth)) <= side:  # valid sizes are 2**depth apart
-        n_max = n
 
-    def shrink(length):  # smallest tile that needs no more tiles than n_max does
-        n = _smallest_tile(depth)
-        while _n_tiles(length, n, depth) > _n_tiles(length, n_max, depth):
-            n = valid_input_size(n + 1, depth)
+    def shrink(length, p):  # smallest tile that needs no more tiles than the largest one that fits
+        n_max = _smallest_tile(depth, p)
+        while (n := valid_input_size(n_max + 1, pool_sizes=p)) <= side:  # valid sizes are P_d apart
+            n_max = n
+        n = _smallest_tile(depth, p)
+        while _n_tiles(length, n, depth, p) > _n_tiles(length, n_max, depth, p):
+            n = valid_input_size(n + 1, pool_sizes=p)
         return n
 
-    return tuple(shrink(length) for length in shape)
+    return tuple(shrink(length, p) for length, p in zip(shape, pools))
 
 
-def _check_tile(tile_size, depth, ndim):
+def _check_tile(tile_size, depth, ndim, pools=None):
     """tile_size (int or one per axis) -> a tuple, each a valid input with stride > 0."""
     tiles = (tile_size,) * ndim if np.ndim(tile_size) == 0 else tuple(tile_size)
     if len(tiles) != ndim:
         pair = "a (rows, cols) pair" if ndim == 2 else f"{ndim} sizes"
         raise ValueError(f"tile_size must be an int or {pair}, got {tile_size!r}")
-    for n in tiles:
+    pools = pools or ((2,) * depth,) * ndim
+    for axis, (n, p) in enumerate(zip(tiles, pools)):
         try:
-            output_size(n, depth)
+            output_size(n, pool_sizes=p)
         except (TypeError, ValueError) as err:
-            raise type(err)(f"tile_size: {err}") from None
-        if _stride(n, depth) == 0:
+            where = "" if all(q == pools[0] for q in pools) else f" (axis {axis})"
+            raise type(err)(f"tile_size{where}: {err}") from None
+        if _stride(n, depth, p) == 0:
+            network = f"of depth {depth}" if p == (2,) * depth else f"with pool factors {p} on axis {axis}"
             raise ValueError(
-                f"tile_size {n} is too small for a U-Net of depth {depth}: its {output_size(n, depth)} px "
-                f"output is narrower than the {2**depth} px pooling grid; use at least "
-                f"{_smallest_tile(depth)}"
+                f"tile_size {n} is too small for a U-Net {network}: its {output_size(n, pool_sizes=p)} px "
+                f"output is narrower than the {math.prod(p)} px pooling grid; use at least "
+                f"{_smallest_tile(depth, p)}"
             )
     return tiles
 
@@ -281,14 +296,16 @@ def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, p
     Returns
     -------
     probabilities : ndarray of float32, (H, W, n_classes) or (N, H, W, n_classes)
-        Softmax of the logits, aligned pixel for pixel with `image`.
+        Softmax of the logits, aligned pixel for pixel with `image` ((D, H, W, n_classes)
+        for a volume).
 
     Notes
     -----
     The image is mirrored (`unet_ref.images.mirror_pad`) by the margin on each side (more
     at the far end to fill whole tiles). Tile origins are multiples of the output tile size
-    rounded down to 2**depth px, so neighbouring output tiles overlap by a few px (4 px at
-    depth 4) and the result equals one pass over the whole mirrored image.
+    rounded down to 2**depth px (per axis: the product of its pooling factors), so
+    neighbouring output tiles overlap by a few px (4 px at depth 4) and the result equals
+    one pass over the whole mirrored image.
 
     Examples
     --------
@@ -303,21 +320,25 @@ def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, p
     """
     from tqdm.auto import tqdm
 
-    ndim, depth, in_channels, n_classes, base_filters = _model_geometry(model)
+    ndim, depth, in_channels, n_classes, base_filters, pools = _model_geometry(model)
     images, is_stack = _as_stack(image, ndim, in_channels, stack)  # (N, *S, C)
     check_int(memory_budget, "memory_budget (bytes)", minimum=1)
     if batch_size is not None:
         check_int(batch_size, "batch_size", minimum=1)
-    tiles = _check_tile(tile_size, depth, ndim) if tile_size is not None else None
+    tiles = _check_tile(tile_size, depth, ndim, pools) if tile_size is not None else None
     plane = (ndim - 2, ndim - 1)  # TTA turns and flips the last two axes
     transforms = DIHEDRAL if tta else DIHEDRAL[:1]
+    if tta and pools[-2] != pools[-1]:
+        raise ValueError(f"tta turns the last two axes by quarter turns, which needs the same pooling on both; "
+                         f"this model pools them by {pools[-2]} and {pools[-1]}: predict with tta=False")
+    pool_sizes = tuple(zip(*pools))  # per level again, for plan_tiles
 
     plans = {}  # one plan per transformed shape: a quarter turn swaps the last two axes
     for k, flip in transforms:
         view_shape = dihedral(images[0, ..., 0], k, flip, axes=plane).shape
         if view_shape not in plans:
             plans[view_shape] = plan_tiles(view_shape, tiles or choose_tile_size(
-                model, *view_shape, batch_size=batch_size or 1, memory_budget=memory_budget), depth)
+                model, *view_shape, batch_size=batch_size or 1, memory_budget=memory_budget), depth, pool_sizes)
     total = len(images) * sum(plans[dihedral(images[0, ..., 0], k, f, axes=plane).shape].n_tiles
                               for k, f in transforms)
     per_tile = tile_bytes(plans[images.shape[1:-1]].tile, base_filters, in_channels)
@@ -343,7 +364,8 @@ def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, p
 
 
 def predict_cells(model, images, names=None, **options):
-    """P(cell) of each image, one at a time: yields (name, (H, W) float32 in [0, 1]).
+    """P(cell) of each image, one at a time: yields (name, (H, W) float32 in [0, 1]), or
+    (name, (D, H, W)) for the volumes of a 3-D model.
 
     `images`: a sequence of (H, W[, C]) arrays, or of (name, image) pairs (as
     `unet_ref.datasets.read_images` returns them) when `names` is None; `options` go to

@@ -1,0 +1,154 @@
+"""The 3-D U-Net: time and peak memory of one training step, and is the pipeline fast enough?
+
+    python -m pytest benchmarks/test_3d_unet.py --benchmark-enable
+    UNET_REF_BENCH_TINY=1 python -m pytest benchmarks/test_3d_unet.py --benchmark-enable   # seconds: a smoke test
+
+1. One training step (`train_on_batch`, the weighted loss of `compile_unet`) of the
+   `tutorial3d` network (depth 2, pooling 1x2x2 then 2x2x2) for a few tile sizes and
+   widths, each in a fresh process: the median time of steps 2-4 and the peak memory
+   (`ru_maxrss` after the steps minus after building and compiling), beside the float32
+   size of all layer outputs (what the backward pass keeps) and the tiler's estimate
+   `unet_ref.tiling.tile_bytes` x 3 (its training factor). pytest-benchmark's own time
+   for these is the whole subprocess, TensorFlow's import included: read step_s.
+2. Tiles per second: `make_dataset` on synthetic volumes (elastic 3 x 3 x 3 deformation +
+   exact 3-D weight map per tile) against the rate `train_on_batch` consumes them (the
+   group's baseline). ratio < 1 means the pipeline keeps up with the model.
+
+Not measured yet on an idle machine; run it and record the figures here.
+"""
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+TINY = bool(os.environ.get("UNET_REF_BENCH_TINY"))
+POOLS = ((1, 2, 2), (2, 2, 2))  # the tutorial3d preset's
+DEPTH = 2
+# (tile (z, y, x), base filters, batch)
+STEP_CASES = [((28, 44, 44), 2, 1)] if TINY else [((36, 60, 60), 8, 2), ((36, 92, 92), 8, 2), ((36, 60, 60), 16, 2),
+                                                 ((52, 124, 124), 8, 1)]
+PIPELINE_CASE = ((28, 44, 44), 2, 2) if TINY else ((36, 60, 60), 8, 2)
+VOLUME = (16, 32, 32) if TINY else (32, 64, 64)
+BATCHES = 2 if TINY else 10
+
+
+def _model(base_filters):
+    import keras
+
+    from unet_ref.loss import compile_unet
+    from unet_ref.model import build_unet
+
+    keras.utils.set_random_seed(0)
+    model = build_unet(base_filters=base_filters, depth=DEPTH, ndim=3, pool_sizes=POOLS, dropout=0.0)
+    return compile_unet(model, optimizer="adam")
+
+
+def _batch(tile, batch, seed=0):
+    from unet_ref.sizes import output_size
+
+    out = output_size(tile, pool_sizes=POOLS)
+    rng = np.random.default_rng(seed)
+    return (rng.random((batch, *tile, 1), dtype=np.float32), rng.integers(0, 2, (batch, *out)).astype(np.int32),
+            rng.uniform(1, 11, (batch, *out)).astype(np.float32))
+
+
+def _maxrss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def measure_step(tile, base_filters, batch):
+    """Run in a fresh process: training steps of one configuration; returns a dict."""
+    import keras
+
+    from unet_ref.tiling import _TRAINING_FACTOR, tile_bytes
+
+    model = _model(base_filters)
+    x, labels, weights = _batch(tuple(tile), batch)
+    before = _maxrss_mb()
+    model.train_on_batch(x, labels, sample_weight=weights)  # traces
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        model.train_on_batch(x, labels, sample_weight=weights)
+        times.append(time.perf_counter() - start)
+    every_layer = keras.Model(model.input, [layer.output for layer in model.layers[1:]])
+    outputs = every_layer.compute_output_shape((batch, *tile, 1))
+    return dict(step_s=round(float(np.median(times)), 3), step_peak_mb=round(_maxrss_mb() - before),
+                activations_f32_mb=round(4 * sum(int(np.prod(s)) for s in outputs) / 2**20),
+                estimate_mb=round(_TRAINING_FACTOR * batch * tile_bytes(tile, base_filters, 1) / 2**20),
+                voxels_per_step=batch * int(np.prod(tile)))
+
+
+@pytest.mark.parametrize("tile, base_filters, batch", STEP_CASES,
+                         ids=[f"{'x'.join(map(str, t))}-f{f}-b{b}" for t, f, b in STEP_CASES])
+def test_3d_training_step_time_and_peak_memory(benchmark, tile, base_filters, batch):
+    pytest.importorskip("tensorflow")
+    benchmark.group = "3-D U-Net training step (depth 2, pooling 1x2x2, 2x2x2), fresh process"
+    benchmark.extra_info["baseline"] = (tile, base_filters, batch) == STEP_CASES[0]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+
+    def run():
+        out = subprocess.run([sys.executable, __file__, json.dumps([tile, base_filters, batch])], env=env,
+                             capture_output=True, text=True, timeout=3600)
+        if out.returncode:
+            raise RuntimeError(f"measurement failed:\n{out.stderr[-3000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    result = benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info.update(result)
+    assert result["step_s"] > 0
+
+
+# --- the pipeline against the model ------------------------------------------------------
+
+
+def _volumes():
+    from unet_ref.synthetic import synthetic_volumes
+
+    return synthetic_volumes(4, shape=VOLUME, seed=0)
+
+
+def test_3d_model_consumption_rate(benchmark):
+    pytest.importorskip("tensorflow")
+    tile, base_filters, batch = PIPELINE_CASE
+    benchmark.group = f"3-D tiles per round of {BATCHES} batches of {batch} ({'x'.join(map(str, tile))})"
+    benchmark.extra_info["baseline"] = True
+    model = _model(base_filters)
+    x, labels, weights = _batch(tile, batch)
+    model.train_on_batch(x, labels, sample_weight=weights)
+
+    def steps():
+        for _ in range(BATCHES):
+            model.train_on_batch(x, labels, sample_weight=weights)
+
+    benchmark.pedantic(steps, rounds=2 if TINY else 3, iterations=1)
+
+
+def test_3d_pipeline_tiles_per_second(benchmark):
+    pytest.importorskip("tensorflow")
+    from unet_ref.pipeline import make_dataset
+
+    tile, _, batch = PIPELINE_CASE
+    benchmark.group = f"3-D tiles per round of {BATCHES} batches of {batch} ({'x'.join(map(str, tile))})"
+    images, labels = _volumes()
+    data = iter(make_dataset(list(images), list(labels), tile_size=tile, depth=DEPTH, pool_sizes=POOLS,
+                             batch_size=batch))
+    next(data)
+
+    def pull():
+        for _ in range(BATCHES):
+            next(data)
+
+    benchmark.pedantic(pull, rounds=2 if TINY else 3, iterations=1)
+    data = None  # let the iterator go before the interpreter exits (see make_dataset)
+
+
+if __name__ == "__main__":  # the subprocess of test_3d_training_step_time_and_peak_memory
+    tile, base_filters, batch = json.loads(sys.argv[1])
+    print(json.dumps(measure_step(tuple(tile), base_filters, batch)))
