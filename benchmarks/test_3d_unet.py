@@ -13,6 +13,8 @@
 2. Tiles per second: `make_dataset` on synthetic volumes (elastic 3 x 3 x 3 deformation +
    exact 3-D weight map per tile) against the rate `train_on_batch` consumes them (the
    group's baseline). ratio < 1 means the pipeline keeps up with the model.
+3. Overlap-tile prediction of a volume (`predict_tiled`, default and small tiles) against
+   one forward pass over the whole mirrored volume.
 
 Not measured yet on an idle machine; run it and record the figures here.
 """
@@ -147,6 +149,41 @@ def test_3d_pipeline_tiles_per_second(benchmark):
 
     benchmark.pedantic(pull, rounds=2 if TINY else 3, iterations=1)
     data = None  # let the iterator go before the interpreter exits (see make_dataset)
+
+
+# --- overlap-tile against one pass --------------------------------------------------------
+
+PREDICT_VOLUME = (20, 48, 48) if TINY else (48, 160, 160)
+
+
+def _one_pass_tile(model, shape):
+    """The tile size that covers the whole mirrored volume in one tile: one forward pass."""
+    from unet_ref.sizes import margin, valid_input_size
+
+    m = margin(pool_sizes=POOLS)
+    return valid_input_size(tuple(n + 2 * k for n, k in zip(shape, m)), pool_sizes=POOLS)
+
+
+@pytest.mark.parametrize("contender", ["one_pass", "tiled_default", "tiled_small"])
+def test_3d_tiled_vs_one_pass(benchmark, contender):
+    """predict_tiled of a volume at its default tile and at a small tile, against one
+    forward pass over the whole mirrored volume (the baseline)."""
+    pytest.importorskip("tensorflow")
+    from unet_ref.tiling import choose_tile_size, plan_tiles, predict_tiled
+
+    base_filters = 2 if TINY else 8
+    benchmark.group = f"3-D prediction of a {'x'.join(map(str, PREDICT_VOLUME))} volume ({base_filters} filters, depth 2)"
+    benchmark.extra_info["baseline"] = contender == "one_pass"
+    model = _model(base_filters)
+    volume = np.random.default_rng(0).random(PREDICT_VOLUME, dtype=np.float32)
+    tile = {"one_pass": _one_pass_tile(model, PREDICT_VOLUME), "tiled_default": None,
+            "tiled_small": (36, 60, 60)}[contender]
+    predict_tiled(model, volume, tile_size=tile, progress=False)  # traces
+    plan = plan_tiles(PREDICT_VOLUME, tile or choose_tile_size(model, *PREDICT_VOLUME), pool_sizes=POOLS)
+    benchmark.extra_info.update(tile=str(plan.tile), tiles=int(np.prod(plan.count)))
+    result = benchmark.pedantic(lambda: predict_tiled(model, volume, tile_size=tile, progress=False), rounds=3,
+                                iterations=1)
+    assert result.shape == (*PREDICT_VOLUME, 2)
 
 
 if __name__ == "__main__":  # the subprocess of test_3d_training_step_time_and_peak_memory
