@@ -209,3 +209,19 @@ def test_volumes_are_scored_over_every_voxel_and_their_cells_in_3d():
     n = 2 * 144  # truth voxels in cells; skimage counts pairs without self-pairs: sum n_ij^2 - n
     precision = (2 * 144**2 - n) / (n**2 - n)  # the one predicted cell holds both true ones; recall 1
     assert rand_error(merged, truth) == pytest.approx(1 - 2 * precision / (precision + 1))
+
+
+def test_default_connectivity_is_every_neighbour_in_2d_and_3d():
+    """One rule with unet_ref.masks: by default cells touching at a corner are one segment
+    (8 neighbours in 2-D, 26 in 3-D); connectivity=1 separates them."""
+    from unet_ref.evaluate import cell_segments
+
+    plane = np.zeros((4, 4), bool)
+    plane[0:2, 0:2] = plane[2:4, 2:4] = True
+    volume = np.zeros((4, 4, 4), bool)
+    volume[0:2, 0:2, 0:2] = volume[2:4, 2:4, 2:4] = True  # touching at one vertex only
+    for mask in (plane, volume):
+        assert cell_segments(mask).max() == 1 == cell_segments(mask, connectivity=mask.ndim).max()
+        assert cell_segments(mask, connectivity=1).max() == 2
+    truth = np.where(volume, 255, 0).astype(np.uint8)
+    assert rand_error(volume, truth) == rand_error(volume, truth, connectivity=3)

@@ -13,8 +13,9 @@ ground truth (read by the one mask rule of `unet_ref.masks`: cell = True / > 0):
 - pixel error: the fraction of pixels whose class is wrong.
 - adapted Rand error and variation of information (VI) compare *segmentations*, not
   classes. Both segmentations are the connected components of the cell class
-  (8-connectivity by default, as the notebook's labelling; for (D, H, W) volumes the same
-  default, connectivity=2, joins 18 neighbours: pass 3 for all 26). They are restricted to the
+  (by default every neighbour, the one rule of `unet_ref.masks`: 8 in 2-D, as the
+  notebook's labelling, and 26 in (D, H, W) volumes; connectivity=1 joins only the
+  4 / 6 face neighbours). They are restricted to the
   ground truth's cells ("foreground-restricted", as in ISBI 2012 and SNEMI3D): ground
   truth membrane pixels are not scored. Predicted membrane pixels inside a true cell are
   given to the nearest predicted cell (`skimage.segmentation.expand_labels`), so that a
@@ -75,11 +76,11 @@ def _as_cell_masks(prediction, truth, threshold):
     return _predicted_cells(prediction, threshold), cells_from_mask(truth, name="truth")
 
 
-def cell_segments(mask, connectivity=2):
+def cell_segments(mask, connectivity=None):
     """Label the connected components of the cell class (1..n; 0 = membrane).
 
-    `connectivity` 1 = 4-neighbourhood, 2 = 8-neighbourhood (the notebook's choice);
-    `unet_ref.masks.label_cells`.
+    `connectivity` as `unet_ref.masks.label_cells`: None (default) = every neighbour (8 in
+    2-D, the notebook's choice; 26 in 3-D), 1 = the 4 (6) face neighbours.
     """
     return label_cells(np.asarray(mask, dtype=bool), connectivity)
 
@@ -111,7 +112,7 @@ def pixel_error(prediction, truth, threshold=0.5):
     return float(np.mean(predicted != true_cells))
 
 
-def rand_error(prediction, truth, threshold=0.5, connectivity=2):
+def rand_error(prediction, truth, threshold=0.5, connectivity=None):
     """Adapted Rand error (1 - Rand F-score), foreground-restricted; 0 is perfect.
 
     See the module docstring for the segmentation convention.
@@ -123,7 +124,7 @@ def rand_error(prediction, truth, threshold=0.5, connectivity=2):
     return float(are)
 
 
-def vi(prediction, truth, threshold=0.5, connectivity=2):
+def vi(prediction, truth, threshold=0.5, connectivity=None):
     """Variation of information (bits) as (split, merge), foreground-restricted.
 
     split = H(prediction | truth) (over-segmentation), merge = H(truth | prediction)
@@ -143,7 +144,7 @@ def cell_iou(prediction, truth, threshold=0.5):
     return 1.0 if union == 0 else float(np.count_nonzero(predicted & true_cells) / union)
 
 
-def evaluate_image(prediction, truth, threshold=0.5, connectivity=2):
+def evaluate_image(prediction, truth, threshold=0.5, connectivity=None):
     """All metrics of one image as a dict with the keys of `METRICS`."""
     split, merge = vi(prediction, truth, threshold, connectivity)
     return {
@@ -156,7 +157,7 @@ def evaluate_image(prediction, truth, threshold=0.5, connectivity=2):
     }
 
 
-def evaluate_images(predictions, truths, names=None, threshold=0.5, connectivity=2):
+def evaluate_images(predictions, truths, names=None, threshold=0.5, connectivity=None):
     """Metrics per image and their mean.
 
     Returns {"images": [{"name": ..., <metric>: ...}, ...], "mean": {<metric>: ...},
@@ -242,7 +243,7 @@ def pair_by_name(predictions, truths):
     return pairs
 
 
-def instance_scores(prediction, truth, threshold=0.5, iou=0.5, connectivity=2, min_piece=0.1):
+def instance_scores(prediction, truth, threshold=0.5, iou=0.5, connectivity=None, min_piece=0.1):
     """Object-level scores: how many cells come out as separate objects.
 
     Parameters
