@@ -26,6 +26,7 @@ Each run saves result.json in OUT/<kind>/<candidate>/; finished runs are skipped
 interrupted one resumes from its last backup.
 """
 import argparse
+import csv
 import json
 import os
 import pathlib
@@ -78,8 +79,11 @@ def one(kind, name):
     config = configure(kind, name)
     start = time.monotonic()
     model, _ = train(config)
+    with open(run_dir(kind, name) / "log.csv", newline="") as f:  # the time limit may end a run early
+        epochs = len({row["epoch"] for row in csv.DictReader(f)})
     result = dict(kind=kind, candidate=name, train_seconds=time.monotonic() - start,
-                  steps=config.epochs * config.steps_per_epoch, load_average=os.getloadavg()[0],
+                  steps=epochs * config.steps_per_epoch, planned_steps=config.epochs * config.steps_per_epoch,
+                  load_average=os.getloadavg()[0],
                   config={k: getattr(config, k) for k in ("base_filters", "tile_size", "batch_size",
                                                           "learning_rate", "lr_schedule")})
     result["scores"] = isbi_scores(model, config)

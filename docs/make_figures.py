@@ -62,7 +62,7 @@ def save(name, result):
         with atomic_write(HERE / name, "w") as f:
             f.write(result)
         return HERE / name
-    pages = [page for page in sorted(HERE.glob("*.md")) if pasted(page.read_text(encoding="utf-8"), name)]
+    pages = [page for page in sorted(HERE.glob("*.md")) if pasted(page.read_text(encoding="utf-8"), name) is not None]
     if not pages:
         raise ValueError(f"no page of docs/ has the lines <!-- begin {name} --> and <!-- end {name} -->")
     for page in pages:
@@ -77,7 +77,7 @@ def save(name, result):
 def pasted(text, name):
     """The generated table `name` as pasted into a page's text, or None if it is not there."""
     found = re.search(rf"<!-- begin {re.escape(name)} -->\n(.*?)<!-- end {re.escape(name)} -->", text, re.S)
-    return found and found.group(1)
+    return found.group(1) if found else None
 
 
 class IsbiMissing(FileNotFoundError):
