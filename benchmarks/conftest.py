@@ -11,6 +11,8 @@ other extra_info (peak memory, cell count). ``--ratio-json PATH`` also writes th
 """
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -75,3 +77,21 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if path:
         _write_json(path, table)
         write(f"ratio table written to {path}")
+
+
+@pytest.fixture
+def fresh_process():
+    """run(script, argument) -> dict: `script` run in a new Python process with one JSON
+    argument (the project on its path, TensorFlow quiet), returning the JSON of its last
+    output line. For measurements that must not see an earlier call's memory."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+
+    def run(script, argument):
+        out = subprocess.run([sys.executable, script, json.dumps(argument)], env=env, capture_output=True, text=True,
+                             timeout=3600)
+        if out.returncode:
+            raise RuntimeError(f"measurement failed:\n{out.stderr[-3000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    return run

@@ -31,7 +31,6 @@ Measured 2026-11-25 on the idle 2-core machine (load 0.3; TensorFlow 2.21 CPU), 
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 
@@ -98,21 +97,11 @@ def measure_step(tile, base_filters, batch):
 
 @pytest.mark.parametrize("tile, base_filters, batch", STEP_CASES,
                          ids=[f"{'x'.join(map(str, t))}-f{f}-b{b}" for t, f, b in STEP_CASES])
-def test_3d_training_step_time_and_peak_memory(benchmark, tile, base_filters, batch):
+def test_3d_training_step_time_and_peak_memory(benchmark, fresh_process, tile, base_filters, batch):
     pytest.importorskip("tensorflow")
     benchmark.group = "3-D U-Net training step (depth 2, pooling 1x2x2, 2x2x2), fresh process"
     benchmark.extra_info["baseline"] = (tile, base_filters, batch) == STEP_CASES[0]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
-
-    def run():
-        out = subprocess.run([sys.executable, __file__, json.dumps([tile, base_filters, batch])], env=env,
-                             capture_output=True, text=True, timeout=3600)
-        if out.returncode:
-            raise RuntimeError(f"measurement failed:\n{out.stderr[-3000:]}")
-        return json.loads(out.stdout.strip().splitlines()[-1])
-
-    result = benchmark.pedantic(run, rounds=1, iterations=1)
+    result = benchmark.pedantic(fresh_process, args=(__file__, [tile, base_filters, batch]), rounds=1, iterations=1)
     benchmark.extra_info.update(result)
     assert result["step_s"] > 0
 

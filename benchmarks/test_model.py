@@ -28,7 +28,6 @@ Measured 2026-11-25 on 2 cores, no GPU, TensorFlow 2.21 CPU, shared with other j
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 
@@ -127,20 +126,10 @@ def measure_memory(batch, jit_compile, mixed):
 @pytest.mark.skipif(not os.environ.get("UNET_REF_BENCH_MEMORY"), reason="long (minutes), several GB: set UNET_REF_BENCH_MEMORY=1")
 @pytest.mark.parametrize("batch, jit_compile, mixed", MEMORY_CASES,
                          ids=[f"batch{b}{'-xla' if j else ''}{'-mixed_float16' if m else ''}" for b, j, m in MEMORY_CASES])
-def test_peak_memory_of_paper_train_step(benchmark, batch, jit_compile, mixed):
+def test_peak_memory_of_paper_train_step(benchmark, fresh_process, batch, jit_compile, mixed):
     benchmark.group = "one training step, paper network (64 filters, depth 4, 572 px), fresh process"
     benchmark.extra_info["baseline"] = (batch, jit_compile, mixed) == (1, False, False)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.environ.get("PYTHONPATH", "")]))
-
-    def run():
-        out = subprocess.run([sys.executable, __file__, json.dumps([batch, jit_compile, mixed])], env=env,
-                             capture_output=True, text=True, timeout=3600)
-        if out.returncode:
-            raise RuntimeError(f"measurement failed:\n{out.stderr[-3000:]}")
-        return json.loads(out.stdout.strip().splitlines()[-1])
-
-    result = benchmark.pedantic(run, rounds=1, iterations=1)
+    result = benchmark.pedantic(fresh_process, args=(__file__, [batch, jit_compile, mixed]), rounds=1, iterations=1)
     benchmark.extra_info.update(result)
     assert result["loss_finite"]
 
