@@ -700,13 +700,13 @@ def main(argv=None):
     for name in args.names or OUTPUTS:
         try:
             path = save(name, OUTPUTS[name]())
-        except IsbiMissing as error:
+        except FileNotFoundError as error:  # IsbiMissing, or a run's results not published yet
             skipped.append(name)
             print(f"skipped {name}: {error}")
             continue
         print(f"wrote {path.relative_to(ROOT)}")
     if skipped:
-        print(f"{len(skipped)} output(s) need the ISBI 2012 data and were left as they are: {', '.join(skipped)}")
+        print(f"{len(skipped)} output(s) need data that is absent and were left as they are: {', '.join(skipped)}")
     return 0
 
 
