@@ -1,6 +1,7 @@
 """Build the Cython extensions: the exact one-pass d1/d2 kernel (ext/_d1d2.pyx) and the
-cubic-spline sampling loop of the elastic deformation (ext/_warp.pyx) and the ISBI 2012
-challenge metrics' hot loops (ext/_challenge.pyx).
+cubic-spline sampling loop of the elastic deformation (ext/_warp.pyx), the relabelling of
+training tiles by connected regions (ext/_regions.pyx) and the ISBI 2012 challenge
+metrics' hot loops (ext/_challenge.pyx).
 
 Metadata lives in pyproject.toml; this file only describes the compiled part, as in
 seung-lab/edt. OpenMP is used for the row/column loops where the compiler supports it.
@@ -32,7 +33,7 @@ extensions = [
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )
-    for name in ("_d1d2", "_warp", "_challenge")
+    for name in ("_d1d2", "_warp", "_regions", "_challenge")
 ]
 
 setup(

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from unet_ref.augment import (DIHEDRAL, Transform, augment, dihedral, dihedral_inverse, displacement_field,
-                              random_transform, spline_coefficients, vary_gray_values, warp)
+                              random_transform, sample_positions, spline_coefficients, vary_gray_values, warp)
 from unet_ref.images import mirror_pad
 from unet_ref.synthetic import synthetic_sample
 
@@ -125,38 +125,41 @@ def test_same_generator_seed_gives_the_same_augmentation():
 
 
 def identity(shape):
-    return Transform(np.zeros((2, 3, 3)), tuple(shape))
+    return Transform(np.zeros((len(shape),) + (3,) * len(shape)), tuple(shape))
 
 
 @st.composite
 def sampling_cases(draw):
-    """An image (H, W, C) and positions (2, h, w) inside, near and far outside it,
-    including whole and half-way samples (the rounding and mirroring edge cases)."""
-    height, width, channels = draw(st.integers(1, 24)), draw(st.integers(1, 24)), draw(st.integers(1, 3))
+    """An image (H, W, C) or a volume (D, H, W, C) and positions (ndim, *size) inside, near
+    and far outside it, including whole and half-way samples (the rounding and mirroring
+    edge cases)."""
+    ndim = draw(st.sampled_from([2, 3]))
+    shape = tuple(draw(st.integers(1, 24 if ndim == 2 else 10)) for _ in range(ndim))
+    channels = draw(st.integers(1, 3))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
-    image = rng.random((height, width, channels))
-    h, w = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    image = rng.random((*shape, channels))
+    size = tuple(draw(st.integers(1, 12 if ndim == 2 else 6)) for _ in range(ndim))
     reach = draw(st.sampled_from([1.0, 3.0, 1e4]))
-    positions = rng.uniform(-reach, reach, (2, h, w)) * np.array([height, width])[:, None, None]
+    positions = rng.uniform(-reach, reach, (ndim, *size)) * np.array(shape).reshape(ndim, *(1,) * ndim)
     snap = draw(st.sampled_from([None, 1.0, 0.5]))  # whole or half-way positions
     if snap is not None:
         positions = np.round(positions / snap) * snap
     return image, positions
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(sampling_cases())
 def test_cubic_kernel_equals_scipy_map_coordinates(case):
     # ext/_warp.pyx against scipy's generic spline interpolation, channel by channel
     image, positions = case
-    ours = warp(image, identity(image.shape[:2]), order=3, positions=positions)
-    for c in range(image.shape[2]):
+    ours = warp(image, identity(image.shape[:-1]), order=3, positions=positions)
+    for c in range(image.shape[-1]):
         expected = ndimage.map_coordinates(image[..., c], positions, output=np.float32, order=3, mode="mirror")
         np.testing.assert_allclose(ours[..., c], expected, rtol=0, atol=1e-6)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(sampling_cases())
 def test_nearest_kernel_rounds_half_to_even_and_mirrors(case):
     # the written-out rule: round (numpy's rint), then reflect the integer index into
@@ -170,9 +173,22 @@ def test_nearest_kernel_rounds_half_to_even_and_mirrors(case):
         index = np.abs(index) % (2 * (length - 1))
         return np.where(index >= length, 2 * (length - 1) - index, index)
 
-    rows, cols = (mirror(np.rint(x).astype(np.int64), n) for x, n in zip(positions, labels.shape))
+    index = tuple(mirror(np.rint(x).astype(np.int64), n) for x, n in zip(positions, labels.shape))
     ours = warp(labels, identity(labels.shape), order=0, positions=positions)
-    np.testing.assert_array_equal(ours, labels[rows, cols])
+    np.testing.assert_array_equal(ours, labels[index])
+    multichannel = warp(image, identity(labels.shape), order=0, positions=positions)  # float, channels
+    np.testing.assert_array_equal(multichannel, image[index])
+
+
+@pytest.mark.parametrize("shape, top_left, size", [((50, 30), (-7, 4), (70, 20)), ((21, 17, 13), (-5, 0, 3), (31, 17, 16))])
+@pytest.mark.parametrize("elastic", [True, False])
+def test_sample_positions_are_index_plus_shift_plus_the_displacement_field(shape, top_left, size, elastic):
+    t = random_transform(shape, np.random.default_rng(4))
+    index = np.indices(size) + np.reshape(top_left, (-1,) + (1,) * len(size))
+    expected = index + np.reshape(t.shift, (-1,) + (1,) * len(size))
+    if elastic:
+        expected = expected + displacement_field(t, top_left, size)
+    np.testing.assert_allclose(sample_positions(t, top_left, size, elastic), expected, rtol=0, atol=1e-12)
 
 
 def test_bool_masks_warp_as_masks_or_as_0_1_images():
@@ -185,12 +201,16 @@ def test_bool_masks_warp_as_masks_or_as_0_1_images():
     np.testing.assert_array_equal(cubic, warp(mask.astype(np.float32), t, order=3))
 
 
-def test_non_finite_positions_are_rejected():
-    positions = np.zeros((2, 4, 4))
-    positions[1, 2, 3] = np.nan
-    for order in (0, 3):
+@pytest.mark.parametrize("shape", [(8, 8), (4, 8, 8)])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_positions_are_rejected(shape, bad):
+    positions = np.zeros((len(shape), 3, 4, 4)[-len(shape) - 1:])
+    positions[(-1,) + (1,) * len(shape)] = bad
+    for order in (0, 1, 3):
         with pytest.raises(ValueError, match="positions must be a finite"):
-            warp(np.zeros((8, 8)), identity((8, 8)), order=order, positions=positions)
+            warp(np.zeros(shape), identity(shape), order=order, positions=positions)
+    with pytest.raises(ValueError, match="image_shape must be"):
+        random_transform((2, 2, 2, 2), np.random.default_rng())
 
 
 def test_bad_input_raises_clear_errors():

@@ -11,7 +11,10 @@ where it leaves the image. Per sample (`TileSampler.sample`):
 3. relabel the warped labels by connected regions of equal id, so that a cell and its
    mirrored copy beyond the image border are two cells, as the network sees them;
 4. weight map of the output crop from the warped labels, the band around it as context
-   (`weight_map(labels=..., window=crop)`, exact d1/d2).
+   (`weight_map(labels=..., window=crop)`, exact d1/d2);
+5. flip / rotate the image tile and, alike, the crop's labels and weights. Steps 2-4 run
+   in the image's orientation, where `spacing` holds (pixels wider than tall keep their
+   widths), and turning the small crop costs less than turning the label region.
 
 Why a context band: d1/d2 of a pixel near the crop border depend on cells outside the
 crop. With `context` >= sigma sqrt(2 ln(w0 / 1e-6)) (29 px for w0 = 10, sigma = 5) every
@@ -29,12 +32,13 @@ deformation barely changes the class frequencies of an image.
 Every sample's randomness comes from numpy.random.default_rng([seed, index]), so the
 same seed gives the same batches however many parallel calls produce them.
 """
+import dataclasses
 import math
 import pathlib
 
 import numpy as np
 
-from unet_ref.augment import random_transform, sample_positions, spline_coefficients, vary_gray_values, warp
+from unet_ref.augment import dihedral, random_transform, sample_positions, spline_coefficients, vary_gray_values, warp
 from unet_ref.checks import check_int
 from unet_ref.datasets import read_image
 from unet_ref.images import normalize_image
@@ -195,14 +199,19 @@ class TileSampler:
         around = tuple(slice((b - mk) // 2 - ck, (b - mk) // 2 + mk + ck) for b, mk, ck in zip(big, m, c))
         image = warp(coefficients, transform, order=3 if self.augment else 0, prefiltered=True,
                      positions=positions[(slice(None),) + window])  # (*n, C)
-        region = warp(labels, transform, order=0, positions=positions[(slice(None),) + around])
+        # the labels in the image's orientation: split and weighed there (where `spacing`
+        # holds), then the small crop is flipped / rotated like the image
+        region = warp(labels, dataclasses.replace(transform, rot90=0, flip=False), order=0,
+                      positions=positions[(slice(None),) + around])
         # connected regions of equal id: a mirrored copy of a cell is another cell
         region = split_regions(region)
         crop = tuple(slice(ck, ck + mk) for mk, ck in zip(m, c))
         weights = self._weight_map(region, class_weights, crop)  # (m, ..., m), the region as context
+        cells = (region[crop] > 0).astype(np.int32)  # class 1 = cell (unet_ref.masks.CELL_CLASS)
+        turn = dict(rot90=transform.rot90, flip=transform.flip, axes=(self.ndim - 2, self.ndim - 1))
+        cells, weights = (np.ascontiguousarray(dihedral(a, **turn)) for a in (cells, weights))
         if self.augment:
             image = vary_gray_values(image, rng)
-        cells = (region[crop] > 0).astype(np.int32)  # class 1 = cell (unet_ref.masks.CELL_CLASS)
         return image.astype(np.float32, copy=False), cells, weights
 
 
