@@ -26,7 +26,7 @@ label region. Equal to skimage.measure.label(labels, background=0, connectivity=
 partition (tests/test_masks.py).
 """
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free, malloc, realloc
 
 ctypedef fused label_t:
     int8_t
@@ -75,7 +75,7 @@ cdef void _unite_rows(const label_t* row, const label_t* other, Py_ssize_t first
 
 cdef Py_ssize_t _runs(const label_t* row, Py_ssize_t width, Py_ssize_t i, Py_ssize_t* begin,
                       Py_ssize_t* end) noexcept nogil:
-    # the runs of one row from run index i on (recorded unless begin is NULL); the next index
+    # record the runs of one row from run index i on; returns the next index
     cdef Py_ssize_t x = 0, start
     cdef label_t value
     while x < width:
@@ -85,8 +85,7 @@ cdef Py_ssize_t _runs(const label_t* row, Py_ssize_t width, Py_ssize_t i, Py_ssi
         while x < width and row[x] == value:
             x += 1
         if value != 0:
-            if begin != NULL:
-                begin[i], end[i] = start, x
+            begin[i], end[i] = start, x
             i += 1
     return i
 
@@ -101,6 +100,9 @@ def split_regions(const label_t[:, :, ::1] labels, int connectivity, int32_t[:, 
     cdef Py_ssize_t* begin = NULL  # columns [begin, end) of each run
     cdef Py_ssize_t* end = NULL
     cdef Py_ssize_t* parent = NULL
+    cdef Py_ssize_t* grown = NULL
+    cdef Py_ssize_t capacity
+    cdef bint out_of_memory = False
     cdef int32_t* number = NULL
     cdef const label_t* lab
     cdef int32_t* written
@@ -110,22 +112,33 @@ def split_regions(const label_t[:, :, ::1] labels, int connectivity, int32_t[:, 
     written = &out[0, 0, 0]
     try:
         row_runs = <Py_ssize_t*>malloc((rows + 1) * sizeof(Py_ssize_t))
-        if row_runs == NULL:
+        capacity = rows + 16  # runs; doubled when full
+        begin = <Py_ssize_t*>malloc(capacity * sizeof(Py_ssize_t))
+        end = <Py_ssize_t*>malloc(capacity * sizeof(Py_ssize_t))
+        if row_runs == NULL or begin == NULL or end == NULL:
             raise MemoryError()
-        with nogil:  # 1. the runs of every row: count, then record
+        with nogil:  # 1. the runs of every row
             for r in range(rows):
                 row_runs[r] = n
-                n = _runs(lab + r * width, width, n, NULL, NULL)
+                if n + width > capacity:  # room for this row's runs, whatever they are
+                    capacity = 2 * capacity + width
+                    grown = <Py_ssize_t*>realloc(begin, capacity * sizeof(Py_ssize_t))
+                    if grown != NULL:
+                        begin = grown
+                        grown = <Py_ssize_t*>realloc(end, capacity * sizeof(Py_ssize_t))
+                    if grown == NULL:
+                        out_of_memory = True
+                        break
+                    end = grown
+                n = _runs(lab + r * width, width, n, begin, end)
             row_runs[rows] = n
-        begin = <Py_ssize_t*>malloc(n * sizeof(Py_ssize_t) + 1)
-        end = <Py_ssize_t*>malloc(n * sizeof(Py_ssize_t) + 1)
+        if out_of_memory:
+            raise MemoryError()
         parent = <Py_ssize_t*>malloc(n * sizeof(Py_ssize_t) + 1)
         number = <int32_t*>malloc(n * sizeof(int32_t) + 1)
-        if begin == NULL or end == NULL or parent == NULL or number == NULL:
+        if parent == NULL or number == NULL:
             raise MemoryError()
         with nogil:
-            for r in range(rows):
-                _runs(lab + r * width, width, row_runs[r], begin, end)
             for i in range(n):
                 parent[i] = i
             for r in range(rows):  # 2. unite with the earlier neighbour rows

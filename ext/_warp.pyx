@@ -65,7 +65,8 @@ cdef inline double _mirror_coordinate(double x, double last) noexcept nogil:
     # x reflected into [0, last] with period 2 last (last = L - 1 > 0)
     x = fabs(x)
     if x > last:
-        x = fmod(x, 2.0 * last)
+        if x > 2.0 * last:  # fmod is a libm call: only where one reflection is not enough
+            x = fmod(x, 2.0 * last)
         if x > last:
             x = 2.0 * last - x
     return x

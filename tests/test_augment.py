@@ -45,6 +45,40 @@ def test_knot_displacements_have_the_papers_standard_deviation_of_10_px():
     assert abs(knots.std() - 10.0) < 0.4 and abs(knots.mean()) < 0.5
 
 
+def test_thick_sections_are_deformed_isotropically_in_space():
+    """spacing (5, 1, 1): the knots move 10 px in the plane and 10 / 5 = 2 sections along z,
+    the shift likewise; only ratios of the spacing matter, and no spacing is spacing 1."""
+    rng = np.random.default_rng(1)
+    draws = [random_transform((16, 64, 64), rng, spacing=(5, 1, 1)) for _ in range(300)]
+    knots = np.stack([t.displacement for t in draws])  # (300, 3, 3, 3, 3)
+    np.testing.assert_allclose(knots.std(axis=(0, 2, 3, 4)), [2.0, 10.0, 10.0], rtol=0.05)
+    shifts = np.array([t.shift for t in draws])
+    assert np.all(np.abs(shifts) <= [8 / 5, 8, 8]) and np.abs(shifts[:, 0]).max() > 1.4
+    same = [random_transform((16, 64, 64), np.random.default_rng(7), spacing=s) for s in (None, 1.0, (30, 30, 30))]
+    assert all(np.array_equal(t.displacement, same[0].displacement) and t.shift == same[0].shift for t in same)
+    nm = random_transform((16, 64, 64), np.random.default_rng(7), spacing=(50, 4, 4))  # nm: 12.5 x thicker
+    np.testing.assert_allclose(nm.displacement[0], same[0].displacement[0] * 4 / 50)
+    np.testing.assert_array_equal(nm.displacement[1:], same[0].displacement[1:])
+    with pytest.raises(ValueError, match="spacing"):
+        random_transform((16, 64, 64), rng, spacing=(5, 1))
+
+
+def test_the_training_tiles_deform_with_the_spacing(monkeypatch):
+    from unet_ref import pipeline
+    from unet_ref.synthetic import synthetic_volumes
+
+    seen = []
+
+    def spy(*args, **options):
+        seen.append(options.get("spacing"))
+        return random_transform(*args, **options)
+
+    monkeypatch.setattr(pipeline, "random_transform", spy)
+    images, labels = synthetic_volumes(1, shape=(16, 48, 48), seed=0)
+    pipeline.TileSampler(images, labels, (20, 44, 44), 1, pool_sizes=((1, 2, 2),), spacing=(4, 1, 1)).sample(0)
+    assert seen == [(4.0, 1.0, 1.0)]
+
+
 def test_identity_window_mirrors_like_the_overlap_tile_predictor():
     image = np.random.default_rng(2).random((23, 17)).astype(np.float32)
     t = Transform(np.zeros((2, 3, 3)), (23, 17))

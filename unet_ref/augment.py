@@ -40,6 +40,7 @@ from scipy import ndimage
 
 from unet_ref import _warp
 from unet_ref.images import SCIPY_MIRROR_MODE, normalize_image
+from unet_ref.weights import _spacing
 
 __all__ = ["Transform", "random_transform", "displacement_field", "sample_positions", "warp", "vary_gray_values",
            "augment", "spline_coefficients", "dihedral", "dihedral_inverse", "DIHEDRAL"]
@@ -85,7 +86,7 @@ class Transform:
         return len(self.image_shape)
 
 
-def random_transform(image_shape, rng, *, sigma=10.0, grid=3, max_shift=8.0, flips=True):
+def random_transform(image_shape, rng, *, sigma=10.0, grid=3, max_shift=8.0, flips=True, spacing=None):
     """Draw a `Transform`: elastic (paper: 3 x 3 grid, sigma 10 px), shift, flip/rotation.
 
     Parameters
@@ -102,6 +103,12 @@ def random_transform(image_shape, rng, *, sigma=10.0, grid=3, max_shift=8.0, fli
         Shift drawn uniformly from [-max_shift, max_shift] px per axis.
     flips : bool
         Draw one of the 8 flips/90-degree rotations of the last two axes (else the identity).
+    spacing : float or sequence of float, optional
+        Pixel (voxel) size per axis, e.g. (5, 1, 1) for sections 5 times thicker than a
+        pixel. The deformation is then isotropic in space: `sigma` and `max_shift` are px
+        along the finest axis, and along an axis of spacing s they become
+        sigma * min(spacing) / s px (2 sections instead of 10 for (5, 1, 1)). Default: the
+        same number of px on every axis. Only ratios matter, so nm or px give the same draw.
     """
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
@@ -113,8 +120,10 @@ def random_transform(image_shape, rng, *, sigma=10.0, grid=3, max_shift=8.0, fli
     if int(grid) != grid or grid < 2:
         raise ValueError(f"grid must be an int >= 2, got {grid!r}")
     ndim = len(image_shape)
-    displacement = rng.normal(0.0, sigma, size=(ndim,) + (int(grid),) * ndim)
-    shift = tuple(rng.uniform(-max_shift, max_shift, size=ndim))
+    spacing = np.asarray(_spacing(spacing, ndim))
+    scale = spacing.min() / spacing  # px per px of the finest axis: 1 everywhere without spacing
+    displacement = rng.normal(0.0, sigma, size=(ndim,) + (int(grid),) * ndim) * scale.reshape((ndim,) + (1,) * ndim)
+    shift = tuple(float(v) for v in rng.uniform(-max_shift, max_shift, size=ndim) * scale)
     rot90, flip = (int(rng.integers(4)), bool(rng.integers(2))) if flips else (0, False)
     return Transform(displacement, tuple(int(s) for s in image_shape), shift, rot90, flip)
 
@@ -309,7 +318,7 @@ def vary_gray_values(image, rng, *, gamma=0.25, contrast=0.15, brightness=0.08):
     return np.clip(image, 0.0, 1.0, out=image)
 
 
-def augment(image, labels, rng, *, sigma=10.0, grid=3, max_shift=8.0, flips=True, gray_values=True):
+def augment(image, labels, rng, *, sigma=10.0, grid=3, max_shift=8.0, flips=True, gray_values=True, spacing=None):
     """Whole-image augmentation: the same random transform on `image` and `labels`.
 
     Parameters
@@ -319,7 +328,7 @@ def augment(image, labels, rng, *, sigma=10.0, grid=3, max_shift=8.0, flips=True
     labels : (*S) int
         Instance labels (or a binary mask); warped with the nearest neighbour.
     rng : numpy.random.Generator
-    sigma, grid, max_shift, flips : see `random_transform`.
+    sigma, grid, max_shift, flips, spacing : see `random_transform`.
     gray_values : bool
         Apply `vary_gray_values` to the image.
 
@@ -343,7 +352,8 @@ def augment(image, labels, rng, *, sigma=10.0, grid=3, max_shift=8.0, flips=True
                          f"{image.shape}), got shape {labels.shape}")
     if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
         raise TypeError(f"labels must be an integer or bool array, got dtype {labels.dtype}")
-    transform = random_transform(labels.shape, rng, sigma=sigma, grid=grid, max_shift=max_shift, flips=flips)
+    transform = random_transform(labels.shape, rng, sigma=sigma, grid=grid, max_shift=max_shift, flips=flips,
+                                 spacing=spacing)
     warped_image = warp(image, transform, order=3)
     warped_labels = warp(labels, transform, order=0)
     if gray_values:

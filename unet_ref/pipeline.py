@@ -98,7 +98,9 @@ class TileSampler:
         Pixel (voxel) spacing per axis for the weight map's distances d1, d2, as
         `weight_map` takes it, e.g. (5, 1, 1) for sections 5 times thicker than a pixel;
         `sigma` is then in these units and the context band is measured in them too.
-        Default 1 on every axis.
+        The elastic deformation becomes isotropic in space (`random_transform`):
+        `elastic_sigma` px along the finest axis, fewer along thicker ones. Default 1 on
+        every axis.
     augment : bool
         Elastic deformation, shift, flips/rotations and gray values; False gives plain
         mirrored crops (validation tiles).
@@ -111,7 +113,8 @@ class TileSampler:
     cache : bool
         Keep decoded, normalised images (and their spline coefficients) in memory.
     elastic_sigma, grid : float, int
-        Elastic deformation (paper: 10 px on a 3 x 3 grid).
+        Elastic deformation (paper: 10 px on a 3 x 3 grid; with `spacing`, px along the
+        finest axis).
     """
 
     def __init__(self, images, labels, tile_size, depth=4, *, pool_sizes=None, spacing=None, augment=True, w0=10.0,
@@ -187,7 +190,7 @@ class TileSampler:
         # the output crop's corner, inside the image (a crop larger than the image mirrors)
         corner = tuple(int(rng.integers(max(length - mk, 0) + 1)) for length, mk in zip(shape, m))
         if self.augment:
-            transform = random_transform(shape, rng, sigma=self.elastic_sigma, grid=self.grid)
+            transform = random_transform(shape, rng, sigma=self.elastic_sigma, grid=self.grid, spacing=self.spacing)
         else:
             transform = random_transform(shape, rng, sigma=0.0, max_shift=0.0, flips=False)
         # one position map for the larger of the label region and the input window; both
