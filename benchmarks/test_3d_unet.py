@@ -21,10 +21,13 @@ Measured 2026-11-25 on the idle 2-core machine (load 0.3; TensorFlow 2.21 CPU), 
   tiler's estimate x 3): 2 x 36x60x60, 8 f: 0.076 s, 110 MB (193); 2 x 36x92x92, 8 f:
   0.188 s, 201 MB (453); 2 x 36x60x60, 16 f: 0.169 s, 155 MB (383); 1 x 52x124x124, 8 f:
   0.333 s, 245 MB (595). The estimate is an upper bound, 1.8-2.5 x the measured peak.
-- pipeline vs model, 36x60x60 tiles in batches of 2: the model consumes 20 tiles in 0.80 s,
-  the pipeline makes them in 1.33 s: 0.6 x the model's rate, NOT the 5 x of the issue. Per
-  sample (83 ms on one core): the cubic 3-D warp (scipy `geometric_transform`) 48 %, the
-  relabelling of the warped ids (skimage `label`) 27 %, the exact weight map 5 %.
+- pipeline vs model, 36x60x60 tiles in batches of 2 (re-measured 2026-12-04, idle, three
+  runs): the model consumes 20 tiles in 681-726 ms, the pipeline makes them in 152-184 ms:
+  4.0-4.8 x the model's rate (the issue asks for 5 x; the first version, with scipy's
+  3-D warp and skimage's relabelling, made 0.6 x). Per sample on one core: the cubic warp
+  34 %, the exact weight map 22 %, the labels' nearest-neighbour warp 18 %, relabelling
+  14 %, the positions 9 %; the label region (crop + 29 px context band) is 3.3 x the input
+  window, the price of exact weights.
 - overlap-tile of a 48x160x160 volume, 8 filters: default tile (72, 120, 120), 4 tiles,
   0.97 x one pass over the mirrored volume; 36x60x60 tiles (256 of them) 4.1 x.
 """

@@ -21,8 +21,8 @@ a binary mask:
 
 A voxel-by-voxel labelling (skimage.measure.label, scipy.ndimage.label on a mask)
 visits every voxel's 13 earlier neighbours; the runs of a tile's cells are tens of voxels
-long, so this does a few operations per run instead: ~20 x faster on a training tile's
-label region. Equal to skimage.measure.label(labels, background=0, connectivity=...) as a
+long, so this does a few operations per run instead: 7 x faster than skimage's `label` on
+a 3-D training tile's label region (70 x 78 x 78), 5.5 x on a 2-D one (158 x 158). Equal to skimage.measure.label(labels, background=0, connectivity=...) as a
 partition (tests/test_masks.py).
 """
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
