@@ -32,6 +32,7 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
+        depends=["ext/_types.pxd"],  # the fused types the kernels share (and in the sdist)
     )
     for name in ("_d1d2", "_warp", "_regions", "_challenge")
 ]
@@ -40,6 +41,7 @@ setup(
     ext_modules=cythonize(
         extensions,
         language_level=3,
+        include_path=["ext"],
         compiler_directives={
             "boundscheck": checked,
             "wraparound": checked,

@@ -88,15 +88,7 @@ from libc.stdint cimport (int8_t, int16_t, int32_t, int64_t,
                           uint8_t, uint16_t, uint32_t, uint64_t)
 from libc.stdlib cimport free, malloc
 
-ctypedef fused label_t:
-    int8_t
-    int16_t
-    int32_t
-    int64_t
-    uint8_t
-    uint16_t
-    uint32_t
-    uint64_t
+from _types cimport label_t
 
 # squared distances: exact integers (integer spacings) or scipy's float64 expression
 ctypedef fused val_t:

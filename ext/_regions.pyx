@@ -25,18 +25,10 @@ long, so this does a few operations per run instead: 7 x faster than skimage's `
 a 3-D training tile's label region (70 x 78 x 78), 5.5 x on a 2-D one (158 x 158). Equal to skimage.measure.label(labels, background=0, connectivity=...) as a
 partition (tests/test_masks.py).
 """
-from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t
 from libc.stdlib cimport free, malloc, realloc
 
-ctypedef fused label_t:
-    int8_t
-    int16_t
-    int32_t
-    int64_t
-    uint8_t
-    uint16_t
-    uint32_t
-    uint64_t
+from _types cimport label_t
 
 
 cdef inline Py_ssize_t _find(Py_ssize_t* parent, Py_ssize_t i) noexcept nogil:

@@ -43,19 +43,8 @@ benchmarks/test_3d_unet.py). The GIL is released, so tf.data's parallel calls ru
 on every core.
 """
 from libc.math cimport fabs, fmod, isfinite
-from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
-ctypedef fused sample_t:
-    int8_t
-    int16_t
-    int32_t
-    int64_t
-    uint8_t
-    uint16_t
-    uint32_t
-    uint64_t
-    float
-    double
+from _types cimport sample_t
 
 # adding and subtracting 1.5 * 2^52 rounds a double in [0, 2^51) to an integer, half to even
 cdef double ROUNDING = 6755399441055744.0
@@ -128,6 +117,17 @@ cdef inline void _support(double x, Py_ssize_t n, Py_ssize_t* index, double* w) 
             index[k] = _mirror_index(start + k, n)
 
 
+cdef inline bint _position(const char* positions, const Py_ssize_t* strides, Py_ssize_t rows, Py_ssize_t k,
+                           Py_ssize_t i, Py_ssize_t j, double* zyx) noexcept nogil:
+    # the position of pixel (k, i, j) as (z, y, x) from positions (rows, d, h, w) given by
+    # their data and strides in bytes (rows = 2 for an image: z = 0); False if not finite
+    cdef const char* at = positions + k * strides[1] + i * strides[2] + j * strides[3]
+    zyx[0] = (<const double*>at)[0] if rows == 3 else 0.0
+    zyx[1] = (<const double*>(at + (rows - 2) * strides[0]))[0]
+    zyx[2] = (<const double*>(at + (rows - 1) * strides[0]))[0]
+    return isfinite(zyx[0]) and isfinite(zyx[1]) and isfinite(zyx[2])
+
+
 def field_positions(const double[:, :, :, ::1] partial, const double[:, ::1] weights_x, const double[::1] base,
                     double[:, :, :, ::1] out):
     """out[a, k, i, j] = base[a] + (k, i, j)[a + 3 - ndim] + sum_c partial[a, k, i, c] weights_x[c, j],
@@ -163,22 +163,22 @@ def nearest_sample(const sample_t[:, :, :, ::1] array, const double[:, :, :, :] 
     (D, H, W, C); positions read as (z, y, x), or as (y, x) with z = 0 when they have two
     rows (an image, D = 1). False if a position is not finite."""
     cdef Py_ssize_t depth = array.shape[0], height = array.shape[1], width = array.shape[2]
-    cdef Py_ssize_t channels = array.shape[3], y_row = positions.shape[0] - 2
+    cdef Py_ssize_t channels = array.shape[3], rows = positions.shape[0]
     cdef Py_ssize_t k, i, j, c, plane, row, col
-    cdef double z, y, x
+    cdef double zyx[3]
+    cdef const char* where
     cdef bint finite = True
     if array.size == 0 or out.size == 0:
         return True
+    where = <const char*>&positions[0, 0, 0, 0]
     with nogil:
         for k in range(out.shape[0]):
             for i in range(out.shape[1]):
                 for j in range(out.shape[2]):
-                    z = positions[0, k, i, j] if y_row else 0.0
-                    y, x = positions[y_row, k, i, j], positions[y_row + 1, k, i, j]
-                    if not (isfinite(z) and isfinite(y) and isfinite(x)):
+                    if not _position(where, &positions.strides[0], rows, k, i, j, zyx):
                         finite = False
                         continue
-                    plane, row, col = _nearest(z, depth), _nearest(y, height), _nearest(x, width)
+                    plane, row, col = _nearest(zyx[0], depth), _nearest(zyx[1], height), _nearest(zyx[2], width)
                     for c in range(channels):
                         out[k, i, j, c] = array[plane, row, col, c]
     return finite
@@ -192,7 +192,7 @@ def cubic_sample(const double[:, :, :, ::1] coefficients, const double[:, :, :, 
     cdef Py_ssize_t depth = coefficients.shape[0], height = coefficients.shape[1]
     cdef Py_ssize_t width = coefficients.shape[2], channels = coefficients.shape[3]
     cdef Py_ssize_t row_stride = width * channels, plane_stride = height * row_stride
-    cdef Py_ssize_t y_row = positions.shape[0] - 2  # 1 for (z, y, x), 0 for (y, x)
+    cdef Py_ssize_t ndim = positions.shape[0]  # 3: (z, y, x); 2: (y, x)
     cdef Py_ssize_t k, i, j, c, a, b
     cdef Py_ssize_t planes[4]
     cdef Py_ssize_t rows[4]
@@ -200,26 +200,26 @@ def cubic_sample(const double[:, :, :, ::1] coefficients, const double[:, :, :, 
     cdef double wz[4]
     cdef double wy[4]
     cdef double wx[4]
-    cdef double z, y, x, total, plane_total
+    cdef double zyx[3]
+    cdef double total, plane_total
     cdef const double* start
     cdef const double* plane
     cdef const double* row
+    cdef const char* where
     cdef bint finite = True
     if coefficients.size == 0 or out.size == 0:
         return True
-    start = &coefficients[0, 0, 0, 0]
+    start, where = &coefficients[0, 0, 0, 0], <const char*>&positions[0, 0, 0, 0]
     with nogil:
         for k in range(out.shape[0]):
             for i in range(out.shape[1]):
                 for j in range(out.shape[2]):
-                    z = positions[0, k, i, j] if y_row else 0.0
-                    y, x = positions[y_row, k, i, j], positions[y_row + 1, k, i, j]
-                    if not (isfinite(z) and isfinite(y) and isfinite(x)):
+                    if not _position(where, &positions.strides[0], ndim, k, i, j, zyx):
                         finite = False
                         continue
-                    _support(z, depth, planes, wz)
-                    _support(y, height, rows, wy)
-                    _support(x, width, cols, wx)
+                    _support(zyx[0], depth, planes, wz)
+                    _support(zyx[1], height, rows, wy)
+                    _support(zyx[2], width, cols, wx)
                     for b in range(4):  # offsets of the samples within a plane
                         rows[b] *= row_stride
                         cols[b] *= channels
