@@ -126,6 +126,14 @@ def test_bad_arguments_raise_clear_errors(data):
         TileSampler([images[0][:50]], [labels[0]], 44, 1)
     with pytest.raises(TypeError, match=r"labels\[0\]"):
         TileSampler([images[0]], [labels[0].astype(float)], 44, 1)
+    negative = labels[0].astype(np.int32)
+    negative[:4] = -1
+    with pytest.raises(ValueError, match=r"labels\[0\] has negative values"):
+        TileSampler([images[0]], [negative], 44, 1)  # at once, not inside a tf.data worker later
+    big_endian = labels[0].astype(">i4")  # e.g. read from a TIFF written on another machine
+    swapped, native = (TileSampler([images[0]], [ids], 44, 1).sample(2) for ids in (big_endian, labels[0]))
+    for a, b in zip(swapped, native):
+        np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="batch_size"):
         make_dataset(images, labels, tile_size=44, depth=1, batch_size=0)
 

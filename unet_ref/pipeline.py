@@ -42,7 +42,7 @@ from unet_ref.augment import dihedral, random_transform, sample_positions, splin
 from unet_ref.checks import check_int
 from unet_ref.datasets import read_image
 from unet_ref.images import normalize_image
-from unet_ref.masks import split_regions
+from unet_ref.masks import check_labels, split_regions
 from unet_ref.sizes import output_size, pool_factors
 from unet_ref.weights import _spacing, balanced_class_weights, weight_map
 
@@ -166,6 +166,7 @@ class TileSampler:
                              f"(H, W[, C]) and (H, W) of the same H, W (or (D, H, W[, C]) and (D, H, W))")
         if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
             raise TypeError(f"labels[{i}] must be integer instance labels or a binary mask, got dtype {labels.dtype}")
+        labels = check_labels(labels, name=f"labels[{i}]")  # ids >= 0, native byte order
         if image.ndim == ndim:
             image = image[..., None]  # (*S, 1)
         class_weights = balanced_class_weights(labels > 0) if self.class_balance else (1.0, 1.0)
