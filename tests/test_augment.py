@@ -214,7 +214,8 @@ def test_nearest_kernel_rounds_half_to_even_and_mirrors(case):
     np.testing.assert_array_equal(multichannel, image[index])
 
 
-@pytest.mark.parametrize("shape, top_left, size", [((50, 30), (-7, 4), (70, 20)), ((21, 17, 13), (-5, 0, 3), (31, 17, 16))])
+@pytest.mark.parametrize("shape, top_left, size", [((50, 30), (-7, 4), (70, 20)),
+                                                  ((21, 17, 13), (-5, 0, 3), (31, 17, 16))])
 @pytest.mark.parametrize("elastic", [True, False])
 def test_sample_positions_are_index_plus_shift_plus_the_displacement_field(shape, top_left, size, elastic):
     t = random_transform(shape, np.random.default_rng(4))
