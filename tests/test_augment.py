@@ -248,6 +248,18 @@ def test_non_finite_positions_are_rejected(shape, bad):
         random_transform((2, 2, 2, 2), np.random.default_rng())
 
 
+@pytest.mark.parametrize("shape", [(5, 6), (3, 5, 6)])
+def test_empty_windows_and_channels_give_empty_results_and_complex_images_an_error(shape):
+    t = random_transform(shape, np.random.default_rng(0), flips=False)
+    empty = (0,) + shape[1:]
+    for order in (0, 1, 3):
+        assert warp(np.zeros(shape), t, order=order, top_left=(0,) * len(shape), size=empty).shape == empty
+        assert warp(np.zeros((*shape, 0)), t, order=order).shape == (*shape, 0)
+    assert sample_positions(t, (0,) * len(shape), empty).shape == (len(shape), *empty)
+    with pytest.raises(TypeError, match="must be real"):
+        warp(np.zeros(shape, complex), t, order=3)  # not the real part, silently
+
+
 def test_bad_input_raises_clear_errors():
     labels = blocks()
     with pytest.raises(TypeError, match="rng"):

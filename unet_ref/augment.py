@@ -213,7 +213,7 @@ def sample_positions(transform, top_left=None, size=None, elastic=True):
     Compute once and pass to `warp(positions=...)` to warp several arrays alike."""
     top_left, size = _window(transform, top_left, size)
     partial, last = _partial_field(transform, top_left, size)
-    partial = partial.reshape(len(size), *_volume_shape(size)[:-1], -1)  # (ndim, D, H, grid)
+    partial = partial.reshape(len(size), *_volume_shape(size)[:-1], partial.shape[-1])  # (ndim, D, H, grid)
     partial = np.ascontiguousarray(partial) if elastic else np.zeros_like(partial, order="C")
     positions = np.empty((len(size), *_volume_shape(size)))
     # ext/_warp.pyx: one pass, the partial field dotted with the last axis' knot weights
@@ -268,6 +268,8 @@ def warp(array, transform, *, order, top_left=None, size=None, prefiltered=False
                         elastic=elastic, positions=positions)
         return warp(array.view(np.uint8), transform, order=0, top_left=top_left, size=size,
                     elastic=elastic, positions=positions).view(bool)
+    if array.dtype.kind not in "iuf":
+        raise TypeError(f"array must be real (an integer, bool or float dtype), got dtype {array.dtype}")
     coords = sample_positions(transform, top_left, size, elastic) if positions is None else positions
     coords = np.asarray(coords, dtype=np.float64)
     if coords.ndim != ndim + 1 or coords.shape[0] != ndim:
@@ -285,10 +287,10 @@ def warp(array, transform, *, order, top_left=None, size=None, prefiltered=False
             source = array if prefiltered else spline_coefficients(array, ndim)
             loop, dtype = _warp.cubic_sample, np.float32
             source = np.ascontiguousarray(source, dtype=np.float64)
-        source = source.reshape(*_volume_shape(spatial), -1)  # (D, H, W, C)
+        source = source.reshape(*_volume_shape(spatial), math.prod(channels))  # (D, H, W, C)
         out = np.empty((*size, source.shape[-1]), dtype)
         # an image is a volume of one plane to the loops (views, no copies)
-        if not loop(source, coords.reshape(ndim, *_volume_shape(size)), out.reshape(*_volume_shape(size), -1)):
+        if not loop(source, coords.reshape(ndim, *_volume_shape(size)), out.reshape(*_volume_shape(size), out.shape[-1])):
             raise ValueError(f"positions must be a finite ({ndim}, *size) array: found NaN or infinity")
         out = out if channels else out[..., 0]
     else:  # another spline order (a figure's bilinear grid): scipy's generic loop
@@ -297,7 +299,7 @@ def warp(array, transform, *, order, top_left=None, size=None, prefiltered=False
         planes = [array] if not channels else [array[..., c] for c in range(channels[0])]
         out = [ndimage.map_coordinates(a, coords, output=np.float32, order=order, mode=SCIPY_MIRROR_MODE,
                                        prefilter=not prefiltered) for a in planes]
-        out = np.stack(out, axis=-1) if channels else out[0]
+        out = (np.stack(out, axis=-1) if out else np.empty((*size, 0), np.float32)) if channels else out[0]
     return np.ascontiguousarray(dihedral(out, transform.rot90, transform.flip, axes=(ndim - 2, ndim - 1)))
 
 
