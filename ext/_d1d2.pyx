@@ -84,8 +84,7 @@ import numpy as np
 cimport cython
 from cython.parallel cimport parallel, prange
 from libc.math cimport exp, sqrt, INFINITY
-from libc.stdint cimport (int8_t, int16_t, int32_t, int64_t,
-                          uint8_t, uint16_t, uint32_t, uint64_t)
+from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free, malloc
 
 from _types cimport label_t

@@ -164,9 +164,7 @@ class TileSampler:
         if ndim < 2 or image.ndim not in (ndim, ndim + 1) or image.shape[:ndim] != labels.shape:
             raise ValueError(f"images[{i}] {image.shape} and labels[{i}] {labels.shape} must be "
                              f"(H, W[, C]) and (H, W) of the same H, W (or (D, H, W[, C]) and (D, H, W))")
-        if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
-            raise TypeError(f"labels[{i}] must be integer instance labels or a binary mask, got dtype {labels.dtype}")
-        labels = check_labels(labels, name=f"labels[{i}]")  # ids >= 0, native byte order
+        labels = check_labels(labels, name=f"labels[{i}]")  # integer ids >= 0 (bool: a mask), native byte order
         if image.ndim == ndim:
             image = image[..., None]  # (*S, 1)
         class_weights = balanced_class_weights(labels > 0) if self.class_balance else (1.0, 1.0)
