@@ -28,11 +28,11 @@ extensions = [
     Extension(
         f"unet_ref.{name}",
         [f"ext/{name}.pyx"],
-        include_dirs=[np.get_include()],
+        include_dirs=[np.get_include(), "ext"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
-        depends=["ext/_types.pxd"],  # the fused types the kernels share (and in the sdist)
+        depends=["ext/_types.pxd", "ext/_taps.h"],  # shared by the kernels (and in the sdist)
     )
     for name in ("_d1d2", "_warp", "_regions", "_challenge")
 ]
