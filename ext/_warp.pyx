@@ -46,6 +46,8 @@ benchmarks/test_3d_unet.py). The GIL is released, so tf.data's parallel calls ru
 on every core.
 """
 from libc.math cimport fabs, fmod, isfinite
+from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdlib cimport free, malloc
 
 from _types cimport sample_t
 
@@ -191,6 +193,140 @@ def nearest_sample(const sample_t[:, :, :, ::1] array, const double[:, :, :, :] 
                     for c in range(channels):
                         out[k, i, j, c] = array[plane, row, col, c]
     return finite
+
+
+# how many copies of the image the cells' warp tells apart on either side of it along an
+# axis; positions further out (a deformation of hundreds of image lengths) are refused
+cdef enum:
+    COPIES = 512
+
+
+cdef inline int64_t _copy(double x, Py_ssize_t n, Py_ssize_t* index) noexcept nogil:
+    # the sample nearest to x in the mirrored axis of n samples (index), and the copy of the
+    # axis it lies in: copy q holds the rounded positions q (n - 1) .. (q + 1) (n - 1) - 1,
+    # the odd copies mirrored. An axis of one sample is its own copy everywhere (q = 0).
+    cdef double last = <double>(n - 1), rounded, shifted, r
+    cdef int64_t q
+    if n == 1:
+        index[0] = 0
+        return 0
+    if not fabs(x) < 2.0 * COPIES * last:  # also keeps x within the rounding trick's range
+        return 2 * COPIES
+    rounded = (x + ROUNDING) - ROUNDING  # half to even, as _nearest
+    # q = floor(rounded / last) by truncating a positive quotient: whole numbers below
+    # 2^53 divide exactly when they divide, so the quotient is never rounded up to the
+    # next whole number
+    shifted = rounded + 2.0 * COPIES * last
+    q = <int64_t>(shifted / last)
+    r = shifted - q * last  # exact
+    index[0] = <Py_ssize_t>(r if q % 2 == 0 else last - r)  # 2 COPIES is even: same parity
+    return q - 2 * COPIES
+
+
+cdef inline int64_t _joined(int64_t copy, int64_t low, int64_t high) noexcept nogil:
+    # copies q and q + 1 meet at the axis's high end if q is even, at its low end if q is
+    # odd; a cell that crosses an end (low, high: 0 or 1) joins its copies there, so that
+    # the copies of one connected piece get one number: crossing both ends, 0; the high
+    # end, floor(q / 2) (copies 0 and 1, 2 and 3, ...); the low end, floor((q + 1) / 2)
+    # (-1 and 0, 1 and 2, ...). Selects, not branches: the bits change from cell to cell
+    cdef int64_t half = ((copy + low + 2 * COPIES) >> 1) - COPIES
+    cdef int64_t joined = half if low | high else copy
+    return 0 if low & high else joined
+
+
+cdef struct Axis:
+    # the copies of one axis, looked up: for the rounded positions lo .. lo + length - 1,
+    # the sample (index) and, per crossing pattern (bit 0: the low end, bit 1: the high
+    # end), the joined copy's share of the cell's code (code[pattern * length + u])
+    Py_ssize_t samples, lo, length
+    double limit
+    int64_t radix
+    Py_ssize_t* index
+    int64_t* code
+
+
+cdef bint _axis_table(Axis* axis, Py_ssize_t samples, int64_t radix) noexcept nogil:
+    # a table of about 4096 positions from a few image lengths below the axis to as many
+    # above (positions beyond take the arithmetic path); False if out of memory
+    cdef Py_ssize_t last = max(samples - 1, 1), u, pattern, index
+    cdef Py_ssize_t copies = max(1, min(COPIES // 2, 2048 // last))
+    cdef int64_t copy
+    # |x| < limit: |copy| < COPIES, so that each axis's number fits its digit of the code
+    axis.samples, axis.radix, axis.limit = samples, radix, (COPIES - 1.0) * last
+    axis.lo, axis.length = -copies * last, (2 * copies + 1) * last
+    axis.index = <Py_ssize_t*>malloc(axis.length * sizeof(Py_ssize_t))
+    axis.code = <int64_t*>malloc(4 * axis.length * sizeof(int64_t))
+    if axis.index == NULL or axis.code == NULL:
+        return False
+    for u in range(axis.length):
+        copy = _copy(<double>(axis.lo + u), samples, &index)
+        axis.index[u] = index
+        for pattern in range(4):
+            axis.code[pattern * axis.length + u] = (_joined(copy, pattern & 1, pattern >> 1) + COPIES) * radix
+    return True
+
+
+def cell_sample(const int32_t[:, :, ::1] regions, const uint8_t[::1] crossings, const double[:, :, :, :] positions,
+                int64_t[:, :, ::1] out):
+    """out[k, i, j] = the cell at positions[:, k, i, j] in the mirrored image: the id r of
+    the nearest sample's region (regions (D, H, W): 1..n, 0 = background) and the copy of
+    the image it lies in, as r + (n + 1) code(copy). The copies of a region that crosses an
+    image border (crossings[r], bit 2 a: the low end of axis a (z, y, x), bit 2 a + 1: the
+    high end) are joined there, as they are connected in the mirrored image. Positions are
+    read as `nearest_sample` reads them. Returns 0, 1 if a position is not finite, 2 if one
+    lies more than COPIES image lengths away, 3 if out of memory."""
+    cdef Py_ssize_t rows = positions.shape[0], size = 2 * COPIES + 1
+    cdef int64_t count = crossings.shape[0], code
+    cdef Py_ssize_t k, i, j, a
+    cdef Py_ssize_t u[3]
+    cdef Py_ssize_t at[3]
+    cdef int64_t copy[3]
+    cdef int32_t region
+    cdef uint8_t bits, pattern
+    cdef double zyx[3]
+    cdef Axis axes[3]
+    cdef const char* where
+    cdef int status = 0
+    if out.size == 0:
+        return 0
+    where = <const char*>&positions[0, 0, 0, 0]
+    with nogil:
+        for a in range(3):
+            axes[a].index, axes[a].code = NULL, NULL
+        for a in range(3):
+            if not _axis_table(&axes[a], regions.shape[a], size ** (2 - a)):
+                status = 3
+        for k in range(out.shape[0] if status == 0 else 0):
+            for i in range(out.shape[1]):
+                for j in range(out.shape[2]):
+                    if not _position(where, &positions.strides[0], rows, k, i, j, zyx):
+                        status = 1
+                        continue
+                    for a in range(3):
+                        if not fabs(zyx[a]) < axes[a].limit:  # also within the rounding trick's range
+                            status = 2 if status == 0 else status
+                            break
+                        u[a] = <Py_ssize_t>((zyx[a] + ROUNDING) - ROUNDING) - axes[a].lo
+                        if 0 <= u[a] < axes[a].length:
+                            at[a] = axes[a].index[u[a]]
+                        else:  # far from the image: computed
+                            copy[a] = _copy(zyx[a], axes[a].samples, &at[a])
+                            u[a] = -1
+                    else:
+                        region = regions[at[0], at[1], at[2]]
+                        bits = crossings[region]  # 0 for the background
+                        code = 0
+                        for a in range(3):
+                            pattern = (bits >> (2 * a)) & 3
+                            if u[a] >= 0:
+                                code += axes[a].code[pattern * axes[a].length + u[a]]
+                            else:
+                                code += (_joined(copy[a], pattern & 1, pattern >> 1) + COPIES) * axes[a].radix
+                        out[k, i, j] = region + (region != 0) * count * code
+        for a in range(3):
+            free(axes[a].index)
+            free(axes[a].code)
+    return status
 
 
 def cubic_sample(const double[:, :, :, ::1] coefficients, const double[:, :, :, :] positions,

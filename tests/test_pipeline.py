@@ -1,10 +1,14 @@
 """Training tiles and the tf.data pipeline: overlap-tile geometry, exact weights, reproducibility."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from skimage import io, measure
 
 from unet_ref import reference
-from unet_ref.pipeline import TileSampler, make_dataset, weight_context
+from unet_ref.masks import border_crossings, split_regions
+from unet_ref.pipeline import TileSampler, make_dataset, warp_cells, weight_context
 from unet_ref.sizes import margin, output_size
 from unet_ref.synthetic import synthetic_dataset, synthetic_sample
 from unet_ref.images import mirror_pad
@@ -57,6 +61,41 @@ def test_weight_tiles_equal_the_weight_map_of_a_much_larger_warped_region(data):
         a, b = sampler.sample(index), wide.sample(index)
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
         np.testing.assert_allclose(a[2], b[2], atol=2e-6)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_warped_cells_are_the_connected_regions_of_the_far_mirrored_labels(data):
+    # oracle: the labels mirrored (numpy's "reflect") beyond every position, skimage's
+    # connected regions of equal id there, and the nearest sample of each position
+    ndim = data.draw(st.sampled_from([2, 3]))
+    shape = data.draw(st.tuples(*[st.integers(1, 6)] * ndim))
+    labels = data.draw(arrays(np.int32, shape, elements=st.integers(0, 3)))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    # positions across several copies of the image on either side, a third of them ties
+    positions = np.stack([rng.uniform(-3 * n, 4 * n, (4, 5, 6)[:ndim]) for n in shape])
+    ties = rng.random(positions.shape) < 1 / 3
+    positions[ties] = np.floor(positions[ties]) + 0.5
+    cells = split_regions(labels)
+    ours = warp_cells(cells, border_crossings(cells), positions)
+    pad = 5 * max(shape) + 2
+    mirrored = measure.label(np.pad(labels, pad, mode="reflect"), background=0, connectivity=ndim)
+    expected = mirrored[tuple(np.rint(positions).astype(int) + pad)]
+    # the same partition: the same background, and ids matched one to one
+    assert np.array_equal(ours == 0, expected == 0)
+    pairs = set(zip(ours[ours > 0].tolist(), expected[expected > 0].tolist()))
+    assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs})
+
+
+def test_warped_cells_refuse_positions_that_are_not_finite_or_far_away():
+    cells = split_regions(np.array([[1, 0], [0, 2]]))
+    positions = np.zeros((2, 3, 3))
+    positions[1, 1, 1] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        warp_cells(cells, border_crossings(cells), positions)
+    positions[1, 1, 1] = 1e6
+    with pytest.raises(ValueError, match="image lengths"):
+        warp_cells(cells, border_crossings(cells), positions)
 
 
 def test_augmented_image_and_label_tiles_are_aligned():

@@ -6,13 +6,15 @@ random position of the image, and the input tile is the n x n window around it, 
 where it leaves the image. Per sample (`TileSampler.sample`):
 
 1. draw an image and a `random_transform` (elastic 3 x 3 grid, shift, flip/rotation);
-2. warp the image on the input window (cubic) and the instance labels on the output
-   crop plus `context` px on each side (nearest);
-3. relabel the warped labels by connected regions of equal id, so that a cell and its
-   mirrored copy beyond the image border are two cells, as the network sees them;
-4. weight map of the output crop from the warped labels, the band around it as context
+2. warp the image on the input window (cubic) and the image's cells on the output crop
+   plus `context` px on each side (nearest). The cells are the image's connected regions
+   of equal id (`split_regions`, once per image). Beyond an image border the mirrored
+   image shows a copy of each cell; as the network sees it, the copy is a cell of its own
+   unless the cell crosses that border (`border_crossings`). `warp_cells` numbers the
+   cells of the mirrored image as it samples them;
+3. weight map of the output crop from the warped labels, the band around it as context
    (`weight_map(labels=..., window=crop)`, exact d1/d2);
-5. flip / rotate the image tile and, alike, the crop's labels and weights. Steps 2-4 run
+4. flip / rotate the image tile and, alike, the crop's labels and weights. Steps 2-3 run
    in the image's orientation, where `spacing` holds (pixels wider than tall keep their
    widths), and turning the small crop costs less than turning the label region.
 
@@ -20,10 +22,12 @@ Why a context band: d1/d2 of a pixel near the crop border depend on cells outsid
 crop. With `context` >= sigma sqrt(2 ln(w0 / 1e-6)) (29 px for w0 = 10, sigma = 5) every
 pixel whose border term exceeds 1e-6 has both its nearest cells inside the region, so
 the weights equal those of the whole warped image to 1e-6. For depth 4 the region
-(m + 58 px) is much smaller than the input window (m + 184 px): warping, labelling and
-weighting the labels costs less than warping the image. (One case the band cannot see:
-a cell that leaves the region and comes back is two pieces, hence two cells, inside it.
-On 120 ISBI tiles the weights matched those of a 150 px band to 1.5e-7.)
+(m + 58 px) is much smaller than the input window (m + 184 px): warping and weighting
+the cells costs less than warping the image. A cell that leaves the region and
+comes back keeps its number: the cells are numbered in the whole mirrored image, not in
+the region (the first version relabelled the warped region, which split such a cell in
+two). For shallow 3-D networks the region is larger than the input window (3.3 x for the
+`tutorial3d` preset), the price of exact weights.
 
 Class weights w_c are computed once per image from its un-warped labels (not per tile):
 a small tile inside one big cell would otherwise swing w_c from tile to tile, and the
@@ -32,21 +36,21 @@ deformation barely changes the class frequencies of an image.
 Every sample's randomness comes from numpy.random.default_rng([seed, index]), so the
 same seed gives the same batches however many parallel calls produce them.
 """
-import dataclasses
 import math
 import pathlib
 
 import numpy as np
 
 from unet_ref.augment import dihedral, random_transform, sample_positions, spline_coefficients, vary_gray_values, warp
+from unet_ref import _warp
 from unet_ref.checks import check_int
 from unet_ref.datasets import read_image
 from unet_ref.images import normalize_image
-from unet_ref.masks import check_labels, split_regions
+from unet_ref.masks import border_crossings, check_labels, split_regions
 from unet_ref.sizes import output_size, pool_factors
 from unet_ref.weights import _spacing, balanced_class_weights, weight_map
 
-__all__ = ["TileSampler", "make_dataset", "weight_context", "PipelineError", "take_failure"]
+__all__ = ["TileSampler", "make_dataset", "warp_cells", "weight_context", "PipelineError", "take_failure"]
 
 # Exceptions raised while a tf.data worker made a sample, oldest first. TensorFlow reports
 # them as an InvalidArgumentError holding a Python traceback; the trainer takes the first
@@ -67,6 +71,30 @@ def take_failure():
     return first
 
 
+def warp_cells(cells, crossings, positions):
+    """The cells of the mirrored image at `positions` (ndim, *size), nearest sample: int64
+    ids, one per cell of the mirrored image (a copy of a cell beyond a border it does not
+    cross is another cell), 0 = background.
+
+    cells: the image's connected regions 1..n (`split_regions`), crossings: their
+    `border_crossings`. Equal, as a partition, to the connected regions of equal id of
+    the labels mirrored far enough and warped (tests/test_pipeline.py).
+    """
+    ndim = cells.ndim
+    volume = cells.reshape((1,) * (3 - ndim) + cells.shape)
+    # an image is a volume of one plane: its border bits move from axis a to axis a + 1
+    crossings = crossings if ndim == 3 else (crossings.astype(np.int32) << 2 * (3 - ndim)).astype(np.uint8)
+    size = positions.shape[1:]
+    out = np.empty((1,) * (3 - ndim) + size, np.int64)
+    status = _warp.cell_sample(volume, crossings, positions.reshape(ndim, *out.shape), out)
+    if status == 1:
+        raise ValueError(f"positions must be a finite ({ndim}, *size) array: found NaN or infinity")
+    if status == 2:
+        raise ValueError("positions lie more than 500 image lengths beyond the image: is the deformation "
+                         "(elastic_sigma, max_shift) in pixels?")
+    return out.reshape(size)
+
+
 def weight_context(w0=10.0, sigma=5.0, tolerance=1e-6):
     """Context in px around a crop that makes its weight map exact to `tolerance`."""
     if w0 <= tolerance:
@@ -85,8 +113,10 @@ class TileSampler:
         Paths are decoded on first use (`unet_ref.datasets.read_image`).
     labels : sequence of (H, W) int or bool arrays, or label file paths
         Instance labels (0 = membrane/background) or binary masks ({0, 255}, {0, 1},
-        bool): every sample relabels its warped labels by 8-connected regions of equal
-        value, so a mask's cells are its 8-connected components, as in `weight_map(mask)`.
+        bool). The cells are the connected regions of equal value (8-connected in 2-D,
+        26 in 3-D), found once per image, so a mask's cells are its connected components,
+        as in `weight_map(mask)`; beyond an image border a cell's mirrored copy is a cell
+        of its own unless the cell crosses that border (`warp_cells`).
     tile_size : int or tuple of int
         Network input size n (a valid size for `depth`), or one per axis, e.g. (z, y, x)
         for a volume pooled anisotropically.
@@ -150,7 +180,8 @@ class TileSampler:
         return len(self.images)
 
     def _load(self, i):
-        """(spline coefficients or image (*S, C) float, labels (*S) int, w_c) of image i."""
+        """(spline coefficients or image (*S, C) float, cells (*S) int32 numbered 1..n, their
+        `border_crossings`, w_c) of image i."""
         if i in self._decoded:
             return self._decoded[i]
         image, labels = self.images[i], self.labels[i]
@@ -168,7 +199,9 @@ class TileSampler:
         if image.ndim == ndim:
             image = image[..., None]  # (*S, 1)
         class_weights = balanced_class_weights(labels > 0) if self.class_balance else (1.0, 1.0)
-        entry = (spline_coefficients(image, ndim) if self.augment else image, labels, class_weights)
+        cells = split_regions(labels)  # connected regions of equal id, as the network sees them
+        entry = (spline_coefficients(image, ndim) if self.augment else image, cells, border_crossings(cells),
+                 class_weights)
         if self.cache:
             self._decoded[i] = entry
         return entry
@@ -183,8 +216,8 @@ class TileSampler:
     def sample(self, index):
         """The tile triple for sample `index` (a function of (seed, index) only)."""
         rng = np.random.default_rng([self.seed, int(index)])
-        coefficients, labels, class_weights = self._load(int(rng.integers(len(self.images))))
-        shape = labels.shape
+        coefficients, cells, crossings, class_weights = self._load(int(rng.integers(len(self.images))))
+        shape = cells.shape
         n, m, c = self.tile_shape, self.output_shape, self.context_px  # per axis
         # the output crop's corner, inside the image (a crop larger than the image mirrors)
         corner = tuple(int(rng.integers(max(length - mk, 0) + 1)) for length, mk in zip(shape, m))
@@ -201,12 +234,9 @@ class TileSampler:
         around = tuple(slice((b - mk) // 2 - ck, (b - mk) // 2 + mk + ck) for b, mk, ck in zip(big, m, c))
         image = warp(coefficients, transform, order=3 if self.augment else 0, prefiltered=True,
                      positions=positions[(slice(None),) + window])  # (*n, C)
-        # the labels in the image's orientation: split and weighed there (where `spacing`
-        # holds), then the small crop is flipped / rotated like the image
-        region = warp(labels, dataclasses.replace(transform, rot90=0, flip=False), order=0,
-                      positions=positions[(slice(None),) + around])
-        # connected regions of equal id: a mirrored copy of a cell is another cell
-        region = split_regions(region)
+        # the cells in the image's orientation: weighed there (where `spacing` holds), then
+        # the small crop is flipped / rotated like the image
+        region = warp_cells(cells, crossings, positions[(slice(None),) + around])
         crop = tuple(slice(ck, ck + mk) for mk, ck in zip(m, c))
         weights = self._weight_map(region, class_weights, crop)  # (m, ..., m), the region as context
         cells = (region[crop] > 0).astype(np.int32)  # class 1 = cell (unet_ref.masks.CELL_CLASS)
