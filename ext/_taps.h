@@ -24,16 +24,20 @@ static inline unet_ref_pair unet_ref_load_pair(const double* p) {
 static inline double unet_ref_cubic_taps(const double* first, ptrdiff_t plane_stride, const ptrdiff_t* planes,
                                          const ptrdiff_t* rows, const double* wz, const double* wy,
                                          const double* wx) {
+    /* written out, so that the compiler keeps the row weights and offsets in registers */
+    const unet_ref_pair y0 = {wy[0], wy[0]}, y1 = {wy[1], wy[1]}, y2 = {wy[2], wy[2]}, y3 = {wy[3], wy[3]};
+    const ptrdiff_t r0 = rows[0], r1 = rows[1], r2 = rows[2], r3 = rows[3];
     unet_ref_pair low = {0.0, 0.0}, high = {0.0, 0.0}; /* taps 0, 1 and taps 2, 3 */
     for (int a = 0; a < 4; a++) {
         if (wz[a] == 0.0) continue;
-        const double* plane = first + planes[a] * plane_stride;
-        unet_ref_pair plane_low = {0.0, 0.0}, plane_high = {0.0, 0.0};
-        for (int b = 0; b < 4; b++) {
-            const double* row = plane + rows[b];
-            plane_low += wy[b] * unet_ref_load_pair(row);
-            plane_high += wy[b] * unet_ref_load_pair(row + 2);
-        }
+        const double* p = first + planes[a] * plane_stride;
+        unet_ref_pair plane_low = y0 * unet_ref_load_pair(p + r0), plane_high = y0 * unet_ref_load_pair(p + r0 + 2);
+        plane_low += y1 * unet_ref_load_pair(p + r1);
+        plane_high += y1 * unet_ref_load_pair(p + r1 + 2);
+        plane_low += y2 * unet_ref_load_pair(p + r2);
+        plane_high += y2 * unet_ref_load_pair(p + r2 + 2);
+        plane_low += y3 * unet_ref_load_pair(p + r3);
+        plane_high += y3 * unet_ref_load_pair(p + r3 + 2);
         low += wz[a] * plane_low;
         high += wz[a] * plane_high;
     }
@@ -47,8 +51,9 @@ static inline double unet_ref_cubic_taps(const double* first, ptrdiff_t plane_st
     for (int a = 0; a < 4; a++) {
         if (wz[a] == 0.0) continue;
         const double* plane = first + planes[a] * plane_stride;
-        double plane_tap[4] = {0.0, 0.0, 0.0, 0.0};
-        for (int b = 0; b < 4; b++)
+        double plane_tap[4];
+        for (int t = 0; t < 4; t++) plane_tap[t] = wy[0] * plane[rows[0] + t];
+        for (int b = 1; b < 4; b++)
             for (int t = 0; t < 4; t++) plane_tap[t] += wy[b] * plane[rows[b] + t];
         for (int t = 0; t < 4; t++) tap[t] += wz[a] * plane_tap[t];
     }

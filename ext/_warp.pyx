@@ -51,6 +51,8 @@ from libc.stdlib cimport free, malloc
 
 from _types cimport sample_t
 
+import numpy as np
+
 
 cdef extern from "_taps.h" nogil:
     # the sum of the 64 (16) weighted coefficients, two taps at a time (ext/_taps.h)
@@ -128,65 +130,158 @@ cdef inline void _support(double x, Py_ssize_t n, Py_ssize_t* index, double* w) 
             index[k] = _mirror_index(start + k, n)
 
 
-cdef inline bint _position(const char* positions, const Py_ssize_t* strides, Py_ssize_t rows, Py_ssize_t k,
-                           Py_ssize_t i, Py_ssize_t j, double* zyx) noexcept nogil:
-    # the position of pixel (k, i, j) as (z, y, x) from positions (rows, d, h, w) given by
-    # their data and strides in bytes (rows = 2 for an image: z = 0); False if not finite
-    cdef const char* at = positions + k * strides[1] + i * strides[2] + j * strides[3]
-    zyx[0] = (<const double*>at)[0] if rows == 3 else 0.0
-    zyx[1] = (<const double*>(at + (rows - 2) * strides[0]))[0]
-    zyx[2] = (<const double*>(at + (rows - 1) * strides[0]))[0]
+cdef struct Rows:
+    # the positions of a window's pixels, one row (k, i) at a time, read from an array
+    # (rows, d, h, w) by its data and byte strides, or computed from a position field
+    # (`field_positions`) into `buffer`; rows = 2 for an image (z = 0)
+    Py_ssize_t rows, width
+    const char* data
+    Py_ssize_t strides[4]
+    const double* partial  # (rows, D, H, grid), C order
+    Py_ssize_t component, plane, grid  # partial's strides in doubles along its first two axes; its last
+    const double* weights  # (grid, W), C order
+    Py_ssize_t weights_width
+    double base[3]
+    Py_ssize_t start[3]  # the window's first pixel in the field
+    double* buffer  # (rows, width)
+    double* ramp  # 0.0, 1.0, ..., width - 1: j as a double, which vectorises (int64 to double does not)
+    # the current row: where its z (NULL for an image), y and x start, and the bytes from
+    # one pixel's to the next
+    const char* z
+    const char* y
+    const char* x
+    Py_ssize_t step
+
+
+cdef object _rows(Rows* r, object positions, Py_ssize_t width):
+    """Fill r from positions: an array (rows, d, h, w) float64, or a position field
+    (partial (rows, D, H, grid), weights (grid, W), base (rows,), start (3,)); returns the
+    objects r points into, which the caller keeps alive."""
+    cdef const double[:, :, :, :] array
+    cdef const double[:, :, :, ::1] partial
+    cdef const double[:, ::1] weights
+    cdef double[:, ::1] buffer
+    cdef Py_ssize_t a
+    r.width = width
+    if isinstance(positions, tuple):
+        partial, weights = positions[0], positions[1]
+        r.data, r.rows, r.grid = NULL, partial.shape[0], partial.shape[3]
+        r.partial, r.plane = &partial[0, 0, 0, 0], partial.shape[2] * r.grid
+        r.component = partial.shape[1] * r.plane
+        r.weights, r.weights_width = &weights[0, 0], weights.shape[1]
+        for a in range(r.rows):
+            r.base[a] = positions[2][a]
+        for a in range(3):
+            r.start[a] = positions[3][a]
+        rows_and_ramp = np.empty((r.rows + 1, width))
+        rows_and_ramp[r.rows] = np.arange(width)
+        buffer = rows_and_ramp
+        r.buffer, r.ramp = &buffer[0, 0], &buffer[r.rows, 0]
+        return (partial, weights, buffer)
+    array = positions
+    r.rows, r.data = array.shape[0], <const char*>&array[0, 0, 0, 0]
+    for a in range(4):
+        r.strides[a] = array.strides[a]
+    return array
+
+
+cdef inline void _field_row(const Rows* r, Py_ssize_t k, Py_ssize_t i, double* out, Py_ssize_t out_stride) noexcept nogil:
+    # the positions of row (k, i) of the window, axis a at out + a out_stride:
+    # base[a] + (k, i, j)[a] in the field + sum_c partial[a, k, i, c] weights[c, j], summed
+    # in this order (loops the compiler vectorises; the paper's grid of 3 knots in one pass)
+    cdef Py_ssize_t a, c, j, width = r.width, stride = r.weights_width
+    cdef Py_ssize_t pk = r.start[0] + k, pi = r.start[1] + i, pj = r.start[2]
+    cdef Py_ssize_t index, step
+    cdef double base, first, slope, k0, k1, k2
+    cdef double* line
+    cdef const double* knots
+    cdef const double* w
+    cdef const double* w1
+    cdef const double* w2
+    cdef const double* ramp = r.ramp
+    for a in range(r.rows):
+        line = out + a * out_stride
+        knots = r.partial + a * r.component + pk * r.plane + pi * r.grid
+        w = r.weights + pj
+        # the pixel's index along this axis: index + j along the last axis, else k or i
+        base, step = r.base[a], 1 if a == r.rows - 1 else 0
+        index = pj if a == r.rows - 1 else pi if a == r.rows - 2 else pk
+        first, slope = <double>index, <double>step  # whole numbers: exact, as the index itself
+        if r.grid == 3:
+            k0, k1, k2 = knots[0], knots[1], knots[2]
+            w1, w2 = w + stride, w + 2 * stride
+            for j in range(width):
+                line[j] = base + (first + slope * ramp[j]) + k0 * w[j] + k1 * w1[j] + k2 * w2[j]
+            continue
+        for j in range(width):
+            line[j] = base + (first + slope * ramp[j])
+        for c in range(r.grid):
+            for j in range(width):
+                line[j] += knots[c] * w[c * stride + j]
+
+
+cdef inline bint _row(Rows* r, Py_ssize_t k, Py_ssize_t i) noexcept nogil:
+    # point r.z, r.y, r.x at row (k, i) (computing it from the field first)
+    cdef const char* at
+    if r.data != NULL:
+        at = r.data + k * r.strides[1] + i * r.strides[2]
+        r.z = at if r.rows == 3 else NULL
+        r.y = at + (r.rows - 2) * r.strides[0]
+        r.x = at + (r.rows - 1) * r.strides[0]
+        r.step = r.strides[3]
+    else:
+        _field_row(r, k, i, r.buffer, r.width)
+        r.z = <const char*>r.buffer if r.rows == 3 else NULL
+        r.y = <const char*>(r.buffer + (r.rows - 2) * r.width)
+        r.x = <const char*>(r.buffer + (r.rows - 1) * r.width)
+        r.step = sizeof(double)
+    return True
+
+
+cdef inline bint _position(const Rows* r, Py_ssize_t j, double* zyx) noexcept nogil:
+    # pixel j of the current row as (z, y, x); False if not finite
+    zyx[0] = (<const double*>(r.z + j * r.step))[0] if r.z != NULL else 0.0
+    zyx[1] = (<const double*>(r.y + j * r.step))[0]
+    zyx[2] = (<const double*>(r.x + j * r.step))[0]
     return isfinite(zyx[0]) and isfinite(zyx[1]) and isfinite(zyx[2])
 
 
-def field_positions(const double[:, :, :, ::1] partial, const double[:, ::1] weights_x, const double[::1] base,
-                    double[:, :, :, ::1] out):
+def field_positions(partial, weights_x, base, start, double[:, :, :, ::1] out):
     """out[a, k, i, j] = base[a] + (k, i, j)[a + 3 - ndim] + sum_c partial[a, k, i, c] weights_x[c, j],
-    ndim = out.shape[0] (2 for an image: then k = 0 only)."""
-    cdef Py_ssize_t ndim = out.shape[0], grid = weights_x.shape[0], width = out.shape[3], skip = 3 - ndim
-    cdef Py_ssize_t a, k, i, j, c
-    cdef double offset, knot
-    cdef double* line
-    cdef const double* weights
+    (k, i, j) counted from `start` (z, y, x) in the field, ndim = out.shape[0] (2 for an
+    image: then k = 0 only): the positions the sampling loops compute a row at a time
+    when given the field instead."""
+    cdef Rows r
+    cdef Py_ssize_t k, i
     if out.size == 0:
         return
+    keep = _rows(&r, (partial, weights_x, base, start), out.shape[3])
     with nogil:
-        for a in range(ndim):
-            for k in range(out.shape[1]):
-                for i in range(out.shape[2]):
-                    line = &out[a, k, i, 0]
-                    if a + skip == 2:  # the last axis: the pixel's index is j
-                        for j in range(width):
-                            line[j] = base[a] + j
-                    else:
-                        offset = base[a] + (k if a + skip == 0 else i)
-                        for j in range(width):
-                            line[j] = offset
-                    for c in range(grid):  # one knot column at a time: a loop the compiler vectorises
-                        knot, weights = partial[a, k, i, c], &weights_x[c, 0]
-                        for j in range(width):
-                            line[j] += knot * weights[j]
+        for k in range(out.shape[1]):
+            for i in range(out.shape[2]):
+                _field_row(&r, k, i, &out[0, k, i, 0], out.shape[1] * out.shape[2] * out.shape[3])
 
 
-def nearest_sample(const sample_t[:, :, :, ::1] array, const double[:, :, :, :] positions,
-                   sample_t[:, :, :, ::1] out):
+def nearest_sample(const sample_t[:, :, :, ::1] array, positions, sample_t[:, :, :, ::1] out):
     """out[k, i, j, c] = array[the sample nearest to positions[:, k, i, j], c], array
-    (D, H, W, C); positions read as (z, y, x), or as (y, x) with z = 0 when they have two
-    rows (an image, D = 1). False if a position is not finite."""
+    (D, H, W, C); positions (an array or a position field, `_rows`) read as (z, y, x), or
+    as (y, x) with z = 0 when they have two rows (an image, D = 1). False if a position
+    is not finite."""
     cdef Py_ssize_t depth = array.shape[0], height = array.shape[1], width = array.shape[2]
-    cdef Py_ssize_t channels = array.shape[3], rows = positions.shape[0]
+    cdef Py_ssize_t channels = array.shape[3]
     cdef Py_ssize_t k, i, j, c, plane, row, col
     cdef double zyx[3]
-    cdef const char* where
+    cdef Rows r
     cdef bint finite = True
     if array.size == 0 or out.size == 0:
         return True
-    where = <const char*>&positions[0, 0, 0, 0]
+    keep = _rows(&r, positions, out.shape[2])
     with nogil:
         for k in range(out.shape[0]):
             for i in range(out.shape[1]):
+                _row(&r, k, i)
                 for j in range(out.shape[2]):
-                    if not _position(where, &positions.strides[0], rows, k, i, j, zyx):
+                    if not _position(&r, j, zyx):
                         finite = False
                         continue
                     plane, row, col = _nearest(zyx[0], depth), _nearest(zyx[1], height), _nearest(zyx[2], width)
@@ -236,108 +331,121 @@ cdef inline int64_t _joined(int64_t copy, int64_t low, int64_t high) noexcept no
 
 cdef struct Axis:
     # the copies of one axis, looked up: for the rounded positions lo .. lo + length - 1,
-    # the sample (index) and, per crossing pattern (bit 0: the low end, bit 1: the high
-    # end), the joined copy's share of the cell's code (code[pattern * length + u])
-    Py_ssize_t samples, lo, length
+    # the nearest sample's offset in the regions array (offset[u]) and, per crossing
+    # pattern p (bit 0: the low end, bit 1: the high end), the joined copy's share of the
+    # cell's code (code[4 u + p])
+    Py_ssize_t samples, stride, lo, length
     double limit
     int64_t radix
-    Py_ssize_t* index
+    Py_ssize_t* offset
     int64_t* code
 
 
-cdef bint _axis_table(Axis* axis, Py_ssize_t samples, int64_t radix) noexcept nogil:
+cdef bint _axis_table(Axis* axis, Py_ssize_t samples, Py_ssize_t stride, int64_t radix) noexcept nogil:
     # a table of about 4096 positions from a few image lengths below the axis to as many
-    # above (positions beyond take the arithmetic path); False if out of memory
+    # above (positions beyond take the arithmetic path, `_look`); False if out of memory
     cdef Py_ssize_t last = max(samples - 1, 1), u, pattern, index
     cdef Py_ssize_t copies = max(1, min(COPIES // 2, 2048 // last))
     cdef int64_t copy
     # |x| < limit: |copy| < COPIES, so that each axis's number fits its digit of the code
-    axis.samples, axis.radix, axis.limit = samples, radix, (COPIES - 1.0) * last
+    axis.samples, axis.stride, axis.radix, axis.limit = samples, stride, radix, (COPIES - 1.0) * last
     axis.lo, axis.length = -copies * last, (2 * copies + 1) * last
-    axis.index = <Py_ssize_t*>malloc(axis.length * sizeof(Py_ssize_t))
+    axis.offset = <Py_ssize_t*>malloc(axis.length * sizeof(Py_ssize_t))
     axis.code = <int64_t*>malloc(4 * axis.length * sizeof(int64_t))
-    if axis.index == NULL or axis.code == NULL:
+    if axis.offset == NULL or axis.code == NULL:
         return False
     for u in range(axis.length):
         copy = _copy(<double>(axis.lo + u), samples, &index)
-        axis.index[u] = index
+        axis.offset[u] = index * stride
         for pattern in range(4):
-            axis.code[pattern * axis.length + u] = (_joined(copy, pattern & 1, pattern >> 1) + COPIES) * radix
+            axis.code[4 * u + pattern] = (_joined(copy, pattern & 1, pattern >> 1) + COPIES) * radix
     return True
 
 
-def cell_sample(const int32_t[:, :, ::1] regions, const uint8_t[::1] crossings, const double[:, :, :, :] positions,
-                int64_t[:, :, ::1] out):
+cdef inline bint _look(const Axis* axis, double x, Py_ssize_t* offset, const int64_t** codes,
+                       int64_t* spare) noexcept nogil:
+    # the nearest sample's offset and the 4 codes of position x (in the table, or computed
+    # into spare); False if x lies too far away
+    cdef Py_ssize_t u, index, pattern
+    cdef int64_t copy
+    if not fabs(x) < axis.limit:  # also keeps x within the rounding trick's range
+        return False
+    u = <Py_ssize_t>((x + ROUNDING) - ROUNDING) - axis.lo
+    if 0 <= u < axis.length:
+        offset[0], codes[0] = axis.offset[u], axis.code + 4 * u
+        return True
+    copy = _copy(x, axis.samples, &index)
+    for pattern in range(4):
+        spare[pattern] = (_joined(copy, pattern & 1, pattern >> 1) + COPIES) * axis.radix
+    offset[0], codes[0] = index * axis.stride, spare
+    return True
+
+
+def cell_sample(const int32_t[:, :, ::1] regions, const uint8_t[::1] crossings, positions, int64_t[:, :, ::1] out):
     """out[k, i, j] = the cell at positions[:, k, i, j] in the mirrored image: the id r of
     the nearest sample's region (regions (D, H, W): 1..n, 0 = background) and the copy of
     the image it lies in, as r + (n + 1) code(copy). The copies of a region that crosses an
     image border (crossings[r], bit 2 a: the low end of axis a (z, y, x), bit 2 a + 1: the
-    high end) are joined there, as they are connected in the mirrored image. Positions are
-    read as `nearest_sample` reads them. Returns 0, 1 if a position is not finite, 2 if one
-    lies more than COPIES image lengths away, 3 if out of memory."""
-    cdef Py_ssize_t rows = positions.shape[0], size = 2 * COPIES + 1
-    cdef int64_t count = crossings.shape[0], code
-    cdef Py_ssize_t k, i, j, a
-    cdef Py_ssize_t u[3]
-    cdef Py_ssize_t at[3]
-    cdef int64_t copy[3]
+    high end) are joined there, as they are connected in the mirrored image. Positions (an
+    array or a position field) are read as `nearest_sample` reads them. Returns 0, 1 if a
+    position is not finite, 2 if one lies more than COPIES image lengths away, 3 if out of
+    memory."""
+    cdef Py_ssize_t size = 2 * COPIES + 1, height = regions.shape[1], width = regions.shape[2]
+    cdef int64_t count = crossings.shape[0]
+    cdef Py_ssize_t k, i, j, a, oz, oy, ox
+    cdef int64_t sz[4]
+    cdef int64_t sy[4]
+    cdef int64_t sx[4]
+    cdef const int64_t* cz
+    cdef const int64_t* cy
+    cdef const int64_t* cx
     cdef int32_t region
-    cdef uint8_t bits, pattern
+    cdef uint8_t bits
     cdef double zyx[3]
     cdef Axis axes[3]
-    cdef const char* where
+    cdef Rows r
+    cdef const int32_t* source
+    cdef const uint8_t* crossing = &crossings[0]
+    cdef int64_t* target
     cdef int status = 0
     if out.size == 0:
         return 0
-    where = <const char*>&positions[0, 0, 0, 0]
+    source = &regions[0, 0, 0]
+    keep = _rows(&r, positions, out.shape[2])
     with nogil:
         for a in range(3):
-            axes[a].index, axes[a].code = NULL, NULL
-        for a in range(3):
-            if not _axis_table(&axes[a], regions.shape[a], size ** (2 - a)):
-                status = 3
+            axes[a].offset, axes[a].code = NULL, NULL
+        if not (_axis_table(&axes[0], regions.shape[0], height * width, size * size)
+                and _axis_table(&axes[1], height, width, size) and _axis_table(&axes[2], width, 1, 1)):
+            status = 3
         for k in range(out.shape[0] if status == 0 else 0):
             for i in range(out.shape[1]):
+                _row(&r, k, i)
+                target = &out[k, i, 0]
                 for j in range(out.shape[2]):
-                    if not _position(where, &positions.strides[0], rows, k, i, j, zyx):
+                    if not _position(&r, j, zyx):
                         status = 1
                         continue
-                    for a in range(3):
-                        if not fabs(zyx[a]) < axes[a].limit:  # also within the rounding trick's range
-                            status = 2 if status == 0 else status
-                            break
-                        u[a] = <Py_ssize_t>((zyx[a] + ROUNDING) - ROUNDING) - axes[a].lo
-                        if 0 <= u[a] < axes[a].length:
-                            at[a] = axes[a].index[u[a]]
-                        else:  # far from the image: computed
-                            copy[a] = _copy(zyx[a], axes[a].samples, &at[a])
-                            u[a] = -1
-                    else:
-                        region = regions[at[0], at[1], at[2]]
-                        bits = crossings[region]  # 0 for the background
-                        code = 0
-                        for a in range(3):
-                            pattern = (bits >> (2 * a)) & 3
-                            if u[a] >= 0:
-                                code += axes[a].code[pattern * axes[a].length + u[a]]
-                            else:
-                                code += (_joined(copy[a], pattern & 1, pattern >> 1) + COPIES) * axes[a].radix
-                        out[k, i, j] = region + (region != 0) * count * code
+                    if not (_look(&axes[0], zyx[0], &oz, &cz, sz) and _look(&axes[1], zyx[1], &oy, &cy, sy)
+                            and _look(&axes[2], zyx[2], &ox, &cx, sx)):
+                        status = 2 if status == 0 else status
+                        continue
+                    region = source[oz + oy + ox]
+                    bits = crossing[region]  # 0 for the background
+                    target[j] = region + (region != 0) * count * (cz[bits & 3] + cy[(bits >> 2) & 3] + cx[bits >> 4])
         for a in range(3):
-            free(axes[a].index)
+            free(axes[a].offset)
             free(axes[a].code)
     return status
 
 
-def cubic_sample(const double[:, :, :, ::1] coefficients, const double[:, :, :, :] positions,
-                 float[:, :, :, ::1] out):
+def cubic_sample(const double[:, :, :, ::1] coefficients, positions, float[:, :, :, ::1] out):
     """out[k, i, j, c] = the cubic spline of coefficients[..., c] (D, H, W, C) at
     positions[:, k, i, j] (read as `nearest_sample` reads them). False if a position is
     not finite."""
     cdef Py_ssize_t depth = coefficients.shape[0], height = coefficients.shape[1]
     cdef Py_ssize_t width = coefficients.shape[2], channels = coefficients.shape[3]
     cdef Py_ssize_t row_stride = width * channels, plane_stride = height * row_stride
-    cdef Py_ssize_t ndim = positions.shape[0]  # 3: (z, y, x); 2: (y, x)
     cdef Py_ssize_t k, i, j, c, a, b, t
     cdef Py_ssize_t planes[4]
     cdef Py_ssize_t rows[4]
@@ -353,18 +461,20 @@ def cubic_sample(const double[:, :, :, ::1] coefficients, const double[:, :, :, 
     cdef Py_ssize_t support_rows[4]
     cdef const double* start
     cdef const double* row
-    cdef const char* where
+    cdef Rows r
     cdef bint finite = True
     if coefficients.size == 0 or out.size == 0:
         return True
     for a in range(4):
         support_planes[a], support_rows[a] = a, 4 * a
-    start, where = &coefficients[0, 0, 0, 0], <const char*>&positions[0, 0, 0, 0]
+    start = &coefficients[0, 0, 0, 0]
+    keep = _rows(&r, positions, out.shape[2])
     with nogil:
         for k in range(out.shape[0]):
             for i in range(out.shape[1]):
+                _row(&r, k, i)
                 for j in range(out.shape[2]):
-                    if not _position(where, &positions.strides[0], ndim, k, i, j, zyx):
+                    if not _position(&r, j, zyx):
                         finite = False
                         continue
                     _support(zyx[0], depth, planes, wz)

@@ -42,7 +42,8 @@ from unet_ref import _warp
 from unet_ref.images import SCIPY_MIRROR_MODE, normalize_image
 from unet_ref.weights import _spacing
 
-__all__ = ["Transform", "random_transform", "displacement_field", "sample_positions", "warp", "vary_gray_values",
+__all__ = ["Transform", "random_transform", "displacement_field", "sample_positions", "position_field",
+           "PositionField", "warp", "vary_gray_values",
            "augment", "spline_coefficients", "dihedral", "dihedral_inverse", "DIHEDRAL"]
 
 # The 8 symmetries of the square as (rot90, flip): rotate k x 90 degrees, then flip.
@@ -205,21 +206,70 @@ def spline_coefficients(image, ndim=2):
     return image
 
 
+@dataclasses.dataclass(frozen=True)
+class PositionField:
+    """The sample positions of a window, in the form the sampling loops of ext/_warp.pyx
+    compute them from, a row at a time: positions[a, k, i, j] = base[a] + (k, i, j)[a] +
+    partial[a, k, i] . weights[:, j], (k, i, j) counted from `start` in the field.
+
+    Why: written out, the positions of a 3-D training sample's label region (70 x 78 x 78
+    voxels, 3 float64 each) are 10 MB, written and read once per sample; a row of them fits
+    in the first-level cache. `position_field` makes one; `window` selects a sub-window
+    without computing anything; np.asarray(field) writes the positions out
+    (`sample_positions`), and `warp(positions=...)` takes either form.
+    """
+
+    partial: np.ndarray  # (ndim, D, H, grid) float64, C order; D = 1 for an image
+    weights: np.ndarray  # (grid, W) float64, C order: the last axis's knot weights
+    base: np.ndarray  # (ndim,) float64: top_left + shift
+    start: tuple  # (3,): the window's first pixel in the field, as (z, y, x)
+    size: tuple  # the window's size, one per axis (ndim)
+
+    @property
+    def ndim(self):
+        return len(self.size)
+
+    def window(self, slices):
+        """The sub-window `slices` (one slice with step 1 per axis, within the window)."""
+        starts, sizes = [], []
+        for s, n in zip(slices, self.size):
+            begin, end, step = s.indices(n)
+            if step != 1 or end < begin:
+                raise ValueError(f"slices must be increasing with step 1 within the size {self.size}, got {slices!r}")
+            starts.append(begin)
+            sizes.append(end - begin)
+        offsets = (0,) * (3 - self.ndim) + tuple(starts)
+        return dataclasses.replace(self, start=tuple(a + b for a, b in zip(self.start, offsets)), size=tuple(sizes))
+
+    def kernel_args(self):
+        """What the sampling loops take (ext/_warp.pyx, `_rows`)."""
+        return self.partial, self.weights, self.base, self.start
+
+    def __array__(self, dtype=None, copy=None):
+        positions = np.empty((self.ndim, *_volume_shape(self.size)))
+        _warp.field_positions(*self.kernel_args(), positions)
+        return positions.reshape(self.ndim, *self.size).astype(dtype or np.float64, copy=False)
+
+
+def position_field(transform, top_left=None, size=None, elastic=True):
+    """The sample positions of a window as a `PositionField`: what `sample_positions`
+    returns, not yet written out."""
+    top_left, size = _window(transform, top_left, size)
+    partial, last = _partial_field(transform, top_left, size)
+    partial = partial.reshape(len(size), *_volume_shape(size)[:-1], partial.shape[-1])  # (ndim, D, H, grid)
+    partial = np.ascontiguousarray(partial) if elastic else np.zeros_like(partial, order="C")
+    return PositionField(partial, np.ascontiguousarray(last.T), np.add(top_left, transform.shift, dtype=np.float64),
+                         (0, 0, 0), tuple(size))
+
+
 def sample_positions(transform, top_left=None, size=None, elastic=True):
     """Image positions (ndim, *size) float64 that the window's pixels are read from:
     top_left + index + shift (+ the displacement field if `elastic`), before flips and
     rotations.
 
-    Compute once and pass to `warp(positions=...)` to warp several arrays alike."""
-    top_left, size = _window(transform, top_left, size)
-    partial, last = _partial_field(transform, top_left, size)
-    partial = partial.reshape(len(size), *_volume_shape(size)[:-1], partial.shape[-1])  # (ndim, D, H, grid)
-    partial = np.ascontiguousarray(partial) if elastic else np.zeros_like(partial, order="C")
-    positions = np.empty((len(size), *_volume_shape(size)))
-    # ext/_warp.pyx: one pass, the partial field dotted with the last axis' knot weights
-    _warp.field_positions(partial, np.ascontiguousarray(last.T), np.add(top_left, transform.shift, dtype=np.float64),
-                          positions)
-    return positions.reshape(len(size), *size)  # (ndim, *size)
+    Compute once and pass to `warp(positions=...)` to warp several arrays alike
+    (`position_field` gives the same positions without writing them out)."""
+    return np.asarray(position_field(transform, top_left, size, elastic))
 
 
 def _volume_shape(shape):
@@ -245,9 +295,9 @@ def warp(array, transform, *, order, top_left=None, size=None, prefiltered=False
         `array` holds `spline_coefficients` of the image (order 3 only).
     elastic : bool
         Apply the displacement field (False: only shift, flip and rotation).
-    positions : (ndim, *size) array, optional
-        `sample_positions(transform, top_left, size, elastic)`, computed once for several
-        arrays; replaces top_left, size and elastic.
+    positions : (ndim, *size) array or PositionField, optional
+        `sample_positions(transform, top_left, size, elastic)` or `position_field(...)`,
+        computed once for several arrays; replaces top_left, size and elastic.
 
     Returns
     -------
@@ -270,11 +320,17 @@ def warp(array, transform, *, order, top_left=None, size=None, prefiltered=False
                     elastic=elastic, positions=positions).view(bool)
     if array.dtype.kind not in "iuf":
         raise TypeError(f"array must be real (an integer, bool or float dtype), got dtype {array.dtype}")
-    coords = sample_positions(transform, top_left, size, elastic) if positions is None else positions
-    coords = np.asarray(coords, dtype=np.float64)
-    if coords.ndim != ndim + 1 or coords.shape[0] != ndim:
-        raise ValueError(f"positions must be a finite ({ndim}, *size) array, got shape {coords.shape}")
-    size = coords.shape[1:]
+    coords = position_field(transform, top_left, size, elastic) if positions is None else positions
+    if isinstance(coords, PositionField):
+        if coords.ndim != ndim:
+            raise ValueError(f"positions must be of a {ndim}-D window, got a field of size {coords.size}")
+        size, rows = coords.size, coords.kernel_args()  # the loops compute them a row at a time
+    else:
+        coords = np.asarray(coords, dtype=np.float64)
+        if coords.ndim != ndim + 1 or coords.shape[0] != ndim:
+            raise ValueError(f"positions must be a finite ({ndim}, *size) array, got shape {coords.shape}")
+        size = coords.shape[1:]
+        rows = coords.reshape(ndim, *_volume_shape(size))  # an image is a volume of one plane to the loops
     channels = array.shape[ndim:]  # () or (C,)
     if order in (0, 3):
         if order == 0:  # nearest neighbour: ids copied, never mixed
@@ -289,11 +345,11 @@ def warp(array, transform, *, order, top_left=None, size=None, prefiltered=False
             source = np.ascontiguousarray(source, dtype=np.float64)
         source = source.reshape(*_volume_shape(spatial), math.prod(channels))  # (D, H, W, C)
         out = np.empty((*size, source.shape[-1]), dtype)
-        # an image is a volume of one plane to the loops (views, no copies)
-        if not loop(source, coords.reshape(ndim, *_volume_shape(size)), out.reshape(*_volume_shape(size), out.shape[-1])):
+        if not loop(source, rows, out.reshape(*_volume_shape(size), out.shape[-1])):
             raise ValueError(f"positions must be a finite ({ndim}, *size) array: found NaN or infinity")
         out = out if channels else out[..., 0]
     else:  # another spline order (a figure's bilinear grid): scipy's generic loop
+        coords = np.asarray(coords)
         if not np.isfinite(coords).all():
             raise ValueError(f"positions must be a finite ({ndim}, *size) array: found NaN or infinity")
         planes = [array] if not channels else [array[..., c] for c in range(channels[0])]

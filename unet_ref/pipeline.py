@@ -41,7 +41,8 @@ import pathlib
 
 import numpy as np
 
-from unet_ref.augment import dihedral, random_transform, sample_positions, spline_coefficients, vary_gray_values, warp
+from unet_ref.augment import (PositionField, dihedral, position_field, random_transform, spline_coefficients,
+                              vary_gray_values, warp)
 from unet_ref import _warp
 from unet_ref.checks import check_int
 from unet_ref.datasets import read_image
@@ -72,7 +73,8 @@ def take_failure():
 
 
 def warp_cells(cells, crossings, positions):
-    """The cells of the mirrored image at `positions` (ndim, *size), nearest sample: int64
+    """The cells of the mirrored image at `positions` ((ndim, *size) array or
+    `PositionField`), nearest sample: int64
     ids, one per cell of the mirrored image (a copy of a cell beyond a border it does not
     cross is another cell), 0 = background.
 
@@ -84,9 +86,13 @@ def warp_cells(cells, crossings, positions):
     volume = cells.reshape((1,) * (3 - ndim) + cells.shape)
     # an image is a volume of one plane: its border bits move from axis a to axis a + 1
     crossings = crossings if ndim == 3 else (crossings.astype(np.int32) << 2 * (3 - ndim)).astype(np.uint8)
-    size = positions.shape[1:]
+    if isinstance(positions, PositionField):  # computed a row at a time
+        size, rows = positions.size, positions.kernel_args()
+    else:
+        size = positions.shape[1:]
+        rows = positions.reshape(ndim, *((1,) * (3 - ndim) + size))
     out = np.empty((1,) * (3 - ndim) + size, np.int64)
-    status = _warp.cell_sample(volume, crossings, positions.reshape(ndim, *out.shape), out)
+    status = _warp.cell_sample(volume, crossings, rows, out)
     if status == 1:
         raise ValueError(f"positions must be a finite ({ndim}, *size) array: found NaN or infinity")
     if status == 2:
@@ -228,15 +234,15 @@ class TileSampler:
         # one position map for the larger of the label region and the input window; both
         # are centred on the output crop, so flips and rotations keep them aligned
         big = tuple(max(nk, mk + 2 * ck) for nk, mk, ck in zip(n, m, c))
-        positions = sample_positions(transform, tuple(k - (b - mk) // 2 for k, b, mk in zip(corner, big, m)), big,
-                                     self.augment)  # (ndim, *big)
+        positions = position_field(transform, tuple(k - (b - mk) // 2 for k, b, mk in zip(corner, big, m)), big,
+                                   self.augment)  # (ndim, *big), computed a row at a time by the loops
         window = tuple(slice((b - nk) // 2, (b - nk) // 2 + nk) for b, nk in zip(big, n))
         around = tuple(slice((b - mk) // 2 - ck, (b - mk) // 2 + mk + ck) for b, mk, ck in zip(big, m, c))
         image = warp(coefficients, transform, order=3 if self.augment else 0, prefiltered=True,
-                     positions=positions[(slice(None),) + window])  # (*n, C)
+                     positions=positions.window(window))  # (*n, C)
         # the cells in the image's orientation: weighed there (where `spacing` holds), then
         # the small crop is flipped / rotated like the image
-        region = warp_cells(cells, crossings, positions[(slice(None),) + around])
+        region = warp_cells(cells, crossings, positions.window(around))
         crop = tuple(slice(ck, ck + mk) for mk, ck in zip(m, c))
         weights = self._weight_map(region, class_weights, crop)  # (m, ..., m), the region as context
         cells = (region[crop] > 0).astype(np.int32)  # class 1 = cell (unet_ref.masks.CELL_CLASS)
