@@ -185,8 +185,9 @@ cdef object _rows(Rows* r, object positions, Py_ssize_t width):
     return array
 
 
-cdef inline void _field_row(const Rows* r, Py_ssize_t k, Py_ssize_t i, double* out, Py_ssize_t out_stride) noexcept nogil:
-    # the positions of row (k, i) of the window, axis a at out + a out_stride:
+cdef inline void _field_row(const Rows* r, Py_ssize_t k, Py_ssize_t i, Py_ssize_t j0, Py_ssize_t j1, double* out,
+                            Py_ssize_t out_stride) noexcept nogil:
+    # the positions of pixels j0 .. j1 - 1 of row (k, i) of the window, axis a at out + a out_stride:
     # base[a] + (k, i, j)[a] in the field + sum_c partial[a, k, i, c] weights[c, j], summed
     # in this order (loops the compiler vectorises; the paper's grid of 3 knots in one pass)
     cdef Py_ssize_t a, c, j, width = r.width, stride = r.weights_width
@@ -210,18 +211,18 @@ cdef inline void _field_row(const Rows* r, Py_ssize_t k, Py_ssize_t i, double* o
         if r.grid == 3:
             k0, k1, k2 = knots[0], knots[1], knots[2]
             w1, w2 = w + stride, w + 2 * stride
-            for j in range(width):
+            for j in range(j0, j1):
                 line[j] = base + (first + slope * ramp[j]) + k0 * w[j] + k1 * w1[j] + k2 * w2[j]
             continue
-        for j in range(width):
+        for j in range(j0, j1):
             line[j] = base + (first + slope * ramp[j])
         for c in range(r.grid):
-            for j in range(width):
+            for j in range(j0, j1):
                 line[j] += knots[c] * w[c * stride + j]
 
 
-cdef inline bint _row(Rows* r, Py_ssize_t k, Py_ssize_t i) noexcept nogil:
-    # point r.z, r.y, r.x at row (k, i) (computing it from the field first)
+cdef inline bint _row(Rows* r, Py_ssize_t k, Py_ssize_t i, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    # point r.z, r.y, r.x at row (k, i) (computing its pixels j0 .. j1 - 1 from the field first)
     cdef const char* at
     if r.data != NULL:
         at = r.data + k * r.strides[1] + i * r.strides[2]
@@ -230,7 +231,7 @@ cdef inline bint _row(Rows* r, Py_ssize_t k, Py_ssize_t i) noexcept nogil:
         r.x = at + (r.rows - 1) * r.strides[0]
         r.step = r.strides[3]
     else:
-        _field_row(r, k, i, r.buffer, r.width)
+        _field_row(r, k, i, j0, j1, r.buffer, r.width)
         r.z = <const char*>r.buffer if r.rows == 3 else NULL
         r.y = <const char*>(r.buffer + (r.rows - 2) * r.width)
         r.x = <const char*>(r.buffer + (r.rows - 1) * r.width)
@@ -259,7 +260,7 @@ def field_positions(partial, weights_x, base, start, double[:, :, :, ::1] out):
     with nogil:
         for k in range(out.shape[1]):
             for i in range(out.shape[2]):
-                _field_row(&r, k, i, &out[0, k, i, 0], out.shape[1] * out.shape[2] * out.shape[3])
+                _field_row(&r, k, i, 0, out.shape[3], &out[0, k, i, 0], out.shape[1] * out.shape[2] * out.shape[3])
 
 
 def nearest_sample(const sample_t[:, :, :, ::1] array, positions, sample_t[:, :, :, ::1] out):
@@ -279,7 +280,7 @@ def nearest_sample(const sample_t[:, :, :, ::1] array, positions, sample_t[:, :,
     with nogil:
         for k in range(out.shape[0]):
             for i in range(out.shape[1]):
-                _row(&r, k, i)
+                _row(&r, k, i, 0, out.shape[2])
                 for j in range(out.shape[2]):
                     if not _position(&r, j, zyx):
                         finite = False
@@ -381,7 +382,8 @@ cdef inline bint _look(const Axis* axis, double x, Py_ssize_t* offset, const int
     return True
 
 
-def cell_sample(const int32_t[:, :, ::1] regions, const uint8_t[::1] crossings, positions, int64_t[:, :, ::1] out):
+def cell_sample(const int32_t[:, :, ::1] regions, const uint8_t[::1] crossings, positions, int64_t[:, :, ::1] out,
+                const Py_ssize_t[:, :, ::1] spans=None):
     """out[k, i, j] = the cell at positions[:, k, i, j] in the mirrored image: the id r of
     the nearest sample's region (regions (D, H, W): 1..n, 0 = background) and the copy of
     the image it lies in, as r + (n + 1) code(copy). The copies of a region that crosses an
@@ -389,10 +391,11 @@ def cell_sample(const int32_t[:, :, ::1] regions, const uint8_t[::1] crossings, 
     high end) are joined there, as they are connected in the mirrored image. Positions (an
     array or a position field) are read as `nearest_sample` reads them. Returns 0, 1 if a
     position is not finite, 2 if one lies more than COPIES image lengths away, 3 if out of
-    memory."""
+    memory. spans (D, H, 2), optional: sample only pixels spans[k, i, 0] .. spans[k, i, 1] - 1
+    of each row, the others are 0 (background)."""
     cdef Py_ssize_t size = 2 * COPIES + 1, height = regions.shape[1], width = regions.shape[2]
     cdef int64_t count = crossings.shape[0]
-    cdef Py_ssize_t k, i, j, a, oz, oy, ox
+    cdef Py_ssize_t k, i, j, a, oz, oy, ox, j0, j1
     cdef int64_t sz[4]
     cdef int64_t sy[4]
     cdef int64_t sx[4]
@@ -420,9 +423,16 @@ def cell_sample(const int32_t[:, :, ::1] regions, const uint8_t[::1] crossings, 
             status = 3
         for k in range(out.shape[0] if status == 0 else 0):
             for i in range(out.shape[1]):
-                _row(&r, k, i)
+                j0, j1 = 0, out.shape[2]
+                if spans is not None:
+                    j0, j1 = spans[k, i, 0], spans[k, i, 1]
                 target = &out[k, i, 0]
-                for j in range(out.shape[2]):
+                for j in range(j0):
+                    target[j] = 0
+                for j in range(j1, out.shape[2]):
+                    target[j] = 0
+                _row(&r, k, i, j0, j1)
+                for j in range(j0, j1):
                     if not _position(&r, j, zyx):
                         status = 1
                         continue
@@ -472,7 +482,7 @@ def cubic_sample(const double[:, :, :, ::1] coefficients, positions, float[:, :,
     with nogil:
         for k in range(out.shape[0]):
             for i in range(out.shape[1]):
-                _row(&r, k, i)
+                _row(&r, k, i, 0, out.shape[2])
                 for j in range(out.shape[2]):
                     if not _position(&r, j, zyx):
                         finite = False

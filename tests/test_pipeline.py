@@ -8,7 +8,7 @@ from skimage import io, measure
 
 from unet_ref import reference
 from unet_ref.masks import border_crossings, split_regions
-from unet_ref.pipeline import TileSampler, make_dataset, warp_cells, weight_context
+from unet_ref.pipeline import TileSampler, context_spans, make_dataset, warp_cells, weight_context
 from unet_ref.sizes import margin, output_size
 from unet_ref.synthetic import synthetic_dataset, synthetic_sample
 from unet_ref.images import mirror_pad
@@ -96,6 +96,22 @@ def test_warped_cells_refuse_positions_that_are_not_finite_or_far_away():
     positions[1, 1, 1] = 1e6
     with pytest.raises(ValueError, match="image lengths"):
         warp_cells(cells, border_crossings(cells), positions)
+
+
+@pytest.mark.parametrize("shape, crop, reach, spacing", [
+    ((70, 78, 78), (slice(29, 41), slice(29, 49), slice(29, 49)), 29, None),
+    ((30, 40), (slice(10, 20), slice(5, 30)), 7.5, (2.0, 0.5)),
+    ((9, 12, 7), (slice(4, 5), slice(0, 12), slice(6, 7)), 3, (3.0, 1.0, 1.0)),
+])
+def test_context_spans_are_the_pixels_within_reach_of_the_crop(shape, crop, reach, spacing):
+    # oracle: the distance of every pixel to the crop box, brute force
+    steps = np.ones(len(shape)) if spacing is None else np.asarray(spacing)
+    squared = sum((steps[a] * np.maximum(np.maximum(crop[a].start - index, index - (crop[a].stop - 1)), 0)) ** 2
+                  for a, index in enumerate(np.indices(shape)))
+    spans = context_spans(shape, crop, reach, spacing)
+    j = np.arange(shape[-1])
+    inside = (j >= spans[..., :1]) & (j < spans[..., 1:])
+    assert np.array_equal(inside, squared <= reach**2)
 
 
 def test_augmented_image_and_label_tiles_are_aligned():

@@ -72,7 +72,7 @@ def take_failure():
     return first
 
 
-def warp_cells(cells, crossings, positions):
+def warp_cells(cells, crossings, positions, spans=None):
     """The cells of the mirrored image at `positions` ((ndim, *size) array or
     `PositionField`), nearest sample: int64
     ids, one per cell of the mirrored image (a copy of a cell beyond a border it does not
@@ -80,7 +80,8 @@ def warp_cells(cells, crossings, positions):
 
     cells: the image's connected regions 1..n (`split_regions`), crossings: their
     `border_crossings`. Equal, as a partition, to the connected regions of equal id of
-    the labels mirrored far enough and warped (tests/test_pipeline.py).
+    the labels mirrored far enough and warped (tests/test_pipeline.py). spans, optional:
+    sample only these pixels of each row, the others are background (`context_spans`).
     """
     ndim = cells.ndim
     volume = cells.reshape((1,) * (3 - ndim) + cells.shape)
@@ -92,13 +93,39 @@ def warp_cells(cells, crossings, positions):
         size = positions.shape[1:]
         rows = positions.reshape(ndim, *((1,) * (3 - ndim) + size))
     out = np.empty((1,) * (3 - ndim) + size, np.int64)
-    status = _warp.cell_sample(volume, crossings, rows, out)
+    if spans is not None:
+        spans = np.ascontiguousarray(spans, dtype=np.intp).reshape(*out.shape[:2], 2)
+    status = _warp.cell_sample(volume, crossings, rows, out, spans)
     if status == 1:
         raise ValueError(f"positions must be a finite ({ndim}, *size) array: found NaN or infinity")
     if status == 2:
         raise ValueError("positions lie more than 500 image lengths beyond the image: is the deformation "
                          "(elastic_sigma, max_shift) in pixels?")
     return out.reshape(size)
+
+
+def context_spans(shape, crop, reach, spacing=None):
+    """Which pixels of a label region lie within `reach` of its output crop: per row, the
+    pixels start .. stop - 1, as an (*shape[:-1], 2) int array.
+
+    shape: the region's shape; crop: one slice per axis; reach and spacing as in
+    `weight_map` (distances in the units of `spacing`, default 1 per axis). A pixel of the
+    region further than `weight_context` from every crop pixel is never the nearest or
+    second nearest cell of a crop pixel whose border term reaches 1e-6, so it need not be
+    sampled: in 3-D that skips the region's edges and corners, a third of its voxels.
+    """
+    spacing = np.ones(len(shape)) if spacing is None else np.asarray(spacing, dtype=np.float64)
+    # squared distance from each row to the crop along the axes but the last
+    squared = np.zeros(shape[:-1])
+    for axis, (length, window) in enumerate(zip(shape[:-1], crop[:-1])):
+        index = np.arange(length)
+        gap = np.maximum(np.maximum(window.start - index, index - (window.stop - 1)), 0) * spacing[axis]
+        squared = squared + (gap**2).reshape((-1,) + (1,) * (len(shape) - 2 - axis))
+    left = reach**2 - squared  # < 0: the whole row is too far
+    half = np.floor(np.sqrt(np.maximum(left, 0)) / spacing[-1] + 1e-9).astype(np.intp)
+    start = np.where(left >= 0, np.clip(crop[-1].start - half, 0, shape[-1]), 0)
+    stop = np.where(left >= 0, np.clip(crop[-1].stop + half, 0, shape[-1]), 0)
+    return np.stack([start, stop], axis=-1)
 
 
 def weight_context(w0=10.0, sigma=5.0, tolerance=1e-6):
@@ -242,8 +269,11 @@ class TileSampler:
                      positions=positions.window(window))  # (*n, C)
         # the cells in the image's orientation: weighed there (where `spacing` holds), then
         # the small crop is flipped / rotated like the image
-        region = warp_cells(cells, crossings, positions.window(around))
-        crop = tuple(slice(ck, ck + mk) for mk, ck in zip(m, c))
+        crop = tuple(slice(ck, ck + mk) for mk, ck in zip(m, c))  # in the region
+        # (only the pixels within `context` of the crop: the others are never a crop
+        # pixel's nearest or second nearest cell where its border term reaches 1e-6)
+        spans = context_spans(tuple(mk + 2 * ck for mk, ck in zip(m, c)), crop, self.context, self.spacing)
+        region = warp_cells(cells, crossings, positions.window(around), spans)
         weights = self._weight_map(region, class_weights, crop)  # (m, ..., m), the region as context
         cells = (region[crop] > 0).astype(np.int32)  # class 1 = cell (unet_ref.masks.CELL_CLASS)
         turn = dict(rot90=transform.rot90, flip=transform.flip, axes=(self.ndim - 2, self.ndim - 1))
