@@ -63,6 +63,21 @@ def test_weight_tiles_equal_the_weight_map_of_a_much_larger_warped_region(data):
         np.testing.assert_allclose(a[2], b[2], atol=2e-6)
 
 
+def test_3d_weight_tiles_equal_those_of_a_larger_warped_region():
+    # the same in 3-D, where the region's edges and corners are not sampled (context_spans)
+    from unet_ref.synthetic import synthetic_volumes
+
+    volumes = synthetic_volumes(2, shape=(20, 40, 40), seed=1)
+    pools = ((1, 2, 2), (2, 2, 2))
+    sampler = TileSampler(list(volumes[0]), list(volumes[1]), (36, 60, 60), 2, pool_sizes=pools)
+    wide = TileSampler(list(volumes[0]), list(volumes[1]), (36, 60, 60), 2, pool_sizes=pools)
+    wide.context, wide.context_px = sampler.context + 20, tuple(c + 20 for c in sampler.context_px)
+    for index in range(3):
+        a, b = sampler.sample(index), wide.sample(index)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+        np.testing.assert_allclose(a[2], b[2], atol=2e-6)
+
+
 @settings(max_examples=80, deadline=None)
 @given(st.data())
 def test_warped_cells_are_the_connected_regions_of_the_far_mirrored_labels(data):
