@@ -3,21 +3,30 @@
 positions with mirrored borders, for images and volumes alike.
 
 Validation and the spline prefilter live in unet_ref/augment.py (`warp`,
-`sample_positions`, `spline_coefficients`). Every loop works on volumes (D, H, W); an image
-is a volume of one plane (D = 1), and its positions have two rows, (y, x), instead of
-three. Arrays are C-contiguous except explicit positions, which may be any view.
+`sample_positions`, `position_field`, `spline_coefficients`). Every loop works on volumes
+(D, H, W); an image is a volume of one plane (D = 1), and its positions have two rows,
+(y, x), instead of three. Arrays are C-contiguous except explicit positions, which may be
+any view.
 
-`field_positions` writes the positions of a window (`sample_positions`): the displacement
-field is a tensor-product cubic spline of the knots, so contracting the knots with the
-weights of every axis but the last gives a small table `partial` (ndim, d, h, g), and the
-position of pixel (k, i, j) along axis a is base[a] + (k, i, j)[a] + partial[a, k, i] .
-weights_x[:, j]: one pass of g multiply-adds per position, vectorised along rows.
-(Computing them inside the sampling loops instead was measured slower: computing them is
-the cost, not storing them.)
+Positions. The displacement field is a tensor-product cubic spline of the knots, so
+contracting the knots with the weights of every axis but the last gives a small table
+`partial` (ndim, d, h, g), and the position of pixel (k, i, j) along axis a is base[a] +
+(k, i, j)[a] + partial[a, k, i] . weights_x[:, j]. The loops take either an array of
+positions or that field (a `PositionField`, `_rows`), from which they compute one row at
+a time (`_field_row`: g multiply-adds per position, vectorised along the row; j comes from
+a table of doubles, since SSE2 has no vector conversion of int64 to double).
+`field_positions` writes them all out. For a 3-D training sample's label region (70 x 78
+x 78 voxels) that array is 10 MB, written and read once per sample; a row is 2 KB.
 
 `nearest_sample` (instance labels, order 0) copies the sample nearest to each position:
 the position is mirrored into [0, L - 1] per axis, then rounded half to even (numpy's
 rint; the two steps commute, the mirror axes being whole samples). Ids are never mixed.
+
+`cell_sample` (the training tiles' cells) samples the same way the image's connected
+regions, and numbers the cells of the mirrored image: the copy of the image a position
+lies in, per axis, joined across the borders its region crosses (unet_ref.masks.
+border_crossings), is part of the cell's id. Per axis a table of about 4096 positions
+around the image gives the sample and the four possible copy numbers (`Axis`, `_look`).
 
 `cubic_sample` (images, order 3) computes what scipy.ndimage.map_coordinates(coefficients[..., c], positions, order=3,
 mode="mirror", prefilter=False) computes, channel by channel (double precision
@@ -35,8 +44,8 @@ throughout, float32 only at the end):
    float32 results were equal on every pixel of a 512 x 512 image and a 32 x 64 x 64
    volume (tests/test_augment.py allows 1e-6).
 
-Both sampling loops check that every position is finite (they return False otherwise,
-and `warp` raises), so a NaN never becomes an index.
+The sampling loops check that every position is finite (they return False or a status
+otherwise, and `warp` raises), so a NaN never becomes an index.
 
 Why not scipy: map_coordinates is generic (any rank, order, mode and dtype) and spends
 about 45 ns per pixel on a 188 px tile and 210 ns per voxel on a 3-D tile; these loops,
