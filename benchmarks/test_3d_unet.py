@@ -24,14 +24,14 @@ Measured 2026-11-25 on the idle 2-core machine (load 0.3; TensorFlow 2.21 CPU), 
   0.188 s, 201 MB (453); 2 x 36x60x60, 16 f: 0.169 s, 155 MB (383); 1 x 52x124x124, 8 f:
   0.333 s, 245 MB (595). The estimate is an upper bound, 1.8-2.5 x the measured peak.
 - pipeline vs model, 36x60x60 tiles in batches of 2 (re-measured 2026-12-04, idle, nine
-  runs): the model consumes 20 tiles in 681-782 ms, the pipeline makes them in 152-250 ms:
-  3.1-4.8 x the model's rate, median 3.8 x (the issue asks for 5 x; the first version, with
-  scipy's 3-D warp and skimage's relabelling, made 0.6 x). Per sample on one core: the cubic
-  warp 34 %, the exact weight map 22 %, the labels' nearest-neighbour warp 18 %,
-  relabelling 14 %, the positions 9 %; the label region (crop + 29 px context band) is
-  3.3 x the input window, the price of exact weights.
-- fit on the live pipeline vs on cached tiles (two runs): 96-103 ms per step against
-  67-78 ms, 1.31-1.43 x.
+  runs): the model consumes 20 tiles in 628-898 ms, the pipeline makes them in 115-185 ms:
+  4.0-6.4 x the model's rate, median 5.6 x (the issue asks for 5 x; the first version,
+  with scipy's 3-D warp and skimage's relabelling, made 0.6 x; 3.8 x before the cells'
+  warp, the position field and the context spans). Per sample on one core (11-12 ms): the
+  cubic warp about 37 %, the exact weight map 28 %, the cells' warp 24 %; the label region
+  (crop + 29 px context band) is 3.3 x the input window, of which two thirds are sampled.
+- fit on the live pipeline vs on cached tiles (two runs): 84-98 ms per step against
+  69-73 ms, 1.20-1.35 x.
 - overlap-tile of a 48x160x160 volume, 8 filters: default tile (72, 120, 120), 4 tiles,
   0.97 x one pass over the mirrored volume; 36x60x60 tiles (256 of them) 4.1 x.
 """

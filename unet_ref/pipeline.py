@@ -26,8 +26,11 @@ the weights equal those of the whole warped image to 1e-6. For depth 4 the regio
 the cells costs less than warping the image. A cell that leaves the region and
 comes back keeps its number: the cells are numbered in the whole mirrored image, not in
 the region (the first version relabelled the warped region, which split such a cell in
-two). For shallow 3-D networks the region is larger than the input window (3.3 x for the
-`tutorial3d` preset), the price of exact weights.
+two). Of the region only the pixels within `context` of the crop are sampled
+(`context_spans`), the others are background: no farther pixel is the nearest or second
+nearest cell of a crop pixel whose border term reaches 1e-6. For shallow 3-D networks the
+region is larger than the input window (3.3 x for the `tutorial3d` preset, two thirds of
+it sampled), the price of exact weights.
 
 Class weights w_c are computed once per image from its un-warped labels (not per tile):
 a small tile inside one big cell would otherwise swing w_c from tile to tile, and the
