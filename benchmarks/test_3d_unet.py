@@ -23,11 +23,11 @@ Measured 2026-11-25 on the idle 2-core machine (load 0.3; TensorFlow 2.21 CPU), 
   tiler's estimate x 3): 2 x 36x60x60, 8 f: 0.076 s, 110 MB (193); 2 x 36x92x92, 8 f:
   0.188 s, 201 MB (453); 2 x 36x60x60, 16 f: 0.169 s, 155 MB (383); 1 x 52x124x124, 8 f:
   0.333 s, 245 MB (595). The estimate is an upper bound, 1.8-2.5 x the measured peak.
-- pipeline vs model, 36x60x60 tiles in batches of 2 (re-measured 2026-12-04, idle, nine
-  runs): the model consumes 20 tiles in 628-898 ms, the pipeline makes them in 115-185 ms:
-  4.0-6.4 x the model's rate, median 5.6 x (the issue asks for 5 x; the first version,
-  with scipy's 3-D warp and skimage's relabelling, made 0.6 x; 3.8 x before the cells'
-  warp, the position field and the context spans). Per sample on one core (11-12 ms): the
+- pipeline vs model, 36x60x60 tiles in batches of 2 (re-measured 2026-12-04, idle, fifteen
+  runs): the model consumes 20 tiles in 624-898 ms, the pipeline makes them in 114-185 ms:
+  4.0-6.4 x the model's rate, median 5.5 x, ten runs >= 5 x (the issue asks for 5 x; the
+  first version, with scipy's 3-D warp and skimage's relabelling, made 0.6 x; 3.8 x before
+  the cells' warp, the position field and the context spans). Per sample on one core (11-12 ms): the
   cubic warp about 37 %, the exact weight map 28 %, the cells' warp 24 %; the label region
   (crop + 29 px context band) is 3.3 x the input window, of which two thirds are sampled.
 - fit on the live pipeline vs on cached tiles (two runs): 84-98 ms per step against
