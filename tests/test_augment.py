@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from unet_ref.augment import (DIHEDRAL, Transform, augment, dihedral, dihedral_inverse, displacement_field,
-                              random_transform, sample_positions, spline_coefficients, vary_gray_values, warp)
+                              position_field, random_transform, sample_positions, spline_coefficients,
+                              vary_gray_values, warp)
 from unet_ref.images import mirror_pad
 from unet_ref.synthetic import synthetic_sample
 
@@ -224,6 +225,23 @@ def test_sample_positions_are_index_plus_shift_plus_the_displacement_field(shape
     if elastic:
         expected = expected + displacement_field(t, top_left, size)
     np.testing.assert_allclose(sample_positions(t, top_left, size, elastic), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape, size, window", [((50, 30), (70, 20), np.s_[3:60, 5:17]),
+                                                 ((21, 17, 13), (31, 17, 16), np.s_[2:30, 0:17, 7:9])])
+def test_a_position_field_window_gives_the_window_of_the_positions(shape, size, window):
+    # oracle: the written-out positions of the whole window, sliced
+    t = random_transform(shape, np.random.default_rng(5))
+    field = position_field(t, (-4,) * len(shape), size)
+    everything = sample_positions(t, (-4,) * len(shape), size)
+    assert np.array_equal(np.asarray(field), everything)
+    assert np.array_equal(np.asarray(field.window(window)), everything[(slice(None),) + window])
+    image = np.random.default_rng(6).random(shape)
+    # the loops read a window of the field as they read the sliced array, bit for bit
+    assert np.array_equal(warp(image, t, order=3, positions=field.window(window)),
+                          warp(image, t, order=3, positions=everything[(slice(None),) + window]))
+    with pytest.raises(ValueError, match="step 1"):
+        field.window(tuple(slice(0, n, 2) for n in size))
 
 
 def test_bool_masks_warp_as_masks_or_as_0_1_images():
