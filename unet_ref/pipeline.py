@@ -77,9 +77,8 @@ def take_failure():
 
 def warp_cells(cells, crossings, positions, spans=None):
     """The cells of the mirrored image at `positions` ((ndim, *size) array or
-    `PositionField`), nearest sample: int64
-    ids, one per cell of the mirrored image (a copy of a cell beyond a border it does not
-    cross is another cell), 0 = background.
+    `PositionField`), nearest sample: int64 ids, one per cell of the mirrored image (a copy
+    of a cell beyond a border it does not cross is another cell), 0 = background.
 
     cells: the image's connected regions 1..n (`split_regions`), crossings: their
     `border_crossings`. Equal, as a partition, to the connected regions of equal id of
