@@ -15,13 +15,6 @@ ctypedef fused label_t:
 
 # what the nearest-neighbour warp copies: labels, and images when it samples them
 ctypedef fused sample_t:
-    int8_t
-    int16_t
-    int32_t
-    int64_t
-    uint8_t
-    uint16_t
-    uint32_t
-    uint64_t
+    label_t
     float
     double
