@@ -63,11 +63,20 @@ def test_weight_tiles_equal_the_weight_map_of_a_much_larger_warped_region(data):
         np.testing.assert_allclose(a[2], b[2], atol=2e-6)
 
 
-def test_3d_weight_tiles_equal_those_of_a_larger_warped_region():
-    # the same in 3-D, where the region's edges and corners are not sampled (context_spans)
+@pytest.mark.parametrize("cells", ["dense", "sparse"])
+def test_3d_weight_tiles_equal_those_of_a_larger_warped_region(cells):
+    # the same in 3-D, where the region's edges and corners are not sampled (context_spans);
+    # sparse: 3 px cubes 20 px apart, whose second nearest cell is often 15-28 px away
     from unet_ref.synthetic import synthetic_volumes
 
-    volumes = synthetic_volumes(2, shape=(20, 40, 40), seed=1)
+    if cells == "dense":
+        volumes = synthetic_volumes(2, shape=(20, 40, 40), seed=1)
+    else:
+        labels = np.zeros((30, 60, 60), np.int32)
+        for n, corner in enumerate(np.ndindex(2, 3, 3)):
+            z, y, x = (8 + 20 * np.array(corner)).tolist()
+            labels[z:z + 3, y:y + 3, x:x + 3] = n + 1
+        volumes = ([np.random.default_rng(0).random(labels.shape)], [labels])
     pools = ((1, 2, 2), (2, 2, 2))
     sampler = TileSampler(list(volumes[0]), list(volumes[1]), (36, 60, 60), 2, pool_sizes=pools)
     wide = TileSampler(list(volumes[0]), list(volumes[1]), (36, 60, 60), 2, pool_sizes=pools)

@@ -196,6 +196,7 @@ class TileSampler:
         self.class_balance = bool(class_balance)
         self.cache, self.elastic_sigma, self.grid = bool(cache), float(elastic_sigma), int(grid)
         self._decoded = {}
+        self._spans = (None, None)  # ((context, context_px), their context_spans)
         first = self._load(0)
         self.ndim, self.channels = first[1].ndim, first[0].shape[-1]
         tiles = (tile_size,) * self.ndim if isinstance(tile_size, (int, np.integer)) else tuple(tile_size)
@@ -273,9 +274,12 @@ class TileSampler:
         # the small crop is flipped / rotated like the image
         crop = tuple(slice(ck, ck + mk) for mk, ck in zip(m, c))  # in the region
         # (only the pixels within `context` of the crop: the others are never a crop
-        # pixel's nearest or second nearest cell where its border term reaches 1e-6)
-        spans = context_spans(tuple(mk + 2 * ck for mk, ck in zip(m, c)), crop, self.context, self.spacing)
-        region = warp_cells(cells, crossings, positions.window(around), spans)
+        # pixel's nearest or second nearest cell where its border term reaches 1e-6). The
+        # spans are the same for every sample: computed again only if the context changes
+        if self._spans[0] != (self.context, c):
+            self._spans = ((self.context, c), context_spans(tuple(mk + 2 * ck for mk, ck in zip(m, c)), crop,
+                                                            self.context, self.spacing))
+        region = warp_cells(cells, crossings, positions.window(around), self._spans[1])
         weights = self._weight_map(region, class_weights, crop)  # (m, ..., m), the region as context
         cells = (region[crop] > 0).astype(np.int32)  # class 1 = cell (unet_ref.masks.CELL_CLASS)
         turn = dict(rot90=transform.rot90, flip=transform.flip, axes=(self.ndim - 2, self.ndim - 1))
