@@ -55,7 +55,7 @@ benchmarks/test_3d_unet.py). The GIL is released, so tf.data's parallel calls ru
 on every core.
 """
 from libc.math cimport fabs, fmod, isfinite
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 
 from _types cimport sample_t
@@ -398,10 +398,11 @@ def cell_sample(const int32_t[:, :, ::1] regions, const uint8_t[::1] crossings, 
     the image it lies in, as r + (n + 1) code(copy). The copies of a region that crosses an
     image border (crossings[r], bit 2 a: the low end of axis a (z, y, x), bit 2 a + 1: the
     high end) are joined there, as they are connected in the mirrored image. Positions (an
-    array or a position field) are read as `nearest_sample` reads them. Returns 0, 1 if a
-    position is not finite, 2 if one lies more than COPIES image lengths away, 3 if out of
-    memory. spans (D, H, 2), optional: sample only pixels spans[k, i, 0] .. spans[k, i, 1] - 1
-    of each row, the others are 0 (background)."""
+    array or a position field) are read as `nearest_sample` reads them. spans (D, H, 2),
+    optional: sample only pixels spans[k, i, 0] .. spans[k, i, 1] - 1 of each row (the
+    caller checks 0 <= start <= stop <= W), the others are 0 (background). Returns 0; 1 if
+    a position is not finite, 2 if one lies more than COPIES image lengths away, 3 if out
+    of memory, 4 if a region has no entry in crossings."""
     cdef Py_ssize_t size = 2 * COPIES + 1, height = regions.shape[1], width = regions.shape[2]
     cdef int64_t count = crossings.shape[0]
     cdef Py_ssize_t k, i, j, a, oz, oy, ox, j0, j1
@@ -450,6 +451,9 @@ def cell_sample(const int32_t[:, :, ::1] regions, const uint8_t[::1] crossings, 
                         status = 2 if status == 0 else status
                         continue
                     region = source[oz + oy + ox]
+                    if <uint32_t>region >= <uint64_t>count:  # negative, or no entry in crossings
+                        status = 4 if status == 0 else status
+                        continue
                     bits = crossing[region]  # 0 for the background
                     target[j] = region + (region != 0) * count * (cz[bits & 3] + cy[(bits >> 2) & 3] + cx[bits >> 4])
         for a in range(3):

@@ -120,6 +120,13 @@ def test_warped_cells_refuse_positions_that_are_not_finite_or_far_away():
     positions[1, 1, 1] = 1e6
     with pytest.raises(ValueError, match="image lengths"):
         warp_cells(cells, border_crossings(cells), positions)
+    positions[1, 1, 1] = 1.0
+    with pytest.raises(ValueError, match="one entry of crossings each"):  # never read past crossings
+        warp_cells(cells, border_crossings(cells)[:1], positions)
+    with pytest.raises(ValueError, match="start <= stop <= 3"):  # never write past a row
+        warp_cells(cells, border_crossings(cells), positions, spans=np.full((3, 2), [0, 99]))
+    with pytest.raises(ValueError, match=r"\(2, \*size\)"):
+        warp_cells(cells, border_crossings(cells), positions[:1])
 
 
 @pytest.mark.parametrize("shape, crop, reach, spacing", [

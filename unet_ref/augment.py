@@ -165,7 +165,9 @@ def _window(transform, top_left, size):
         raise TypeError(f"top_left must be {count} integers (a pixel position), got {top_left!r}") from None
     if len(top_left) != ndim or len(size) != ndim:
         raise ValueError(f"top_left and size must have one entry per axis ({ndim}), got {top_left!r} and {size!r}")
-    return top_left, size
+    if not all(isinstance(n, (int, np.integer)) and n >= 0 for n in size):
+        raise ValueError(f"size must be {ndim} integers >= 0, got {size!r}")
+    return top_left, tuple(int(n) for n in size)
 
 
 def _partial_field(transform, top_left, size):
@@ -231,6 +233,8 @@ class PositionField:
 
     def window(self, slices):
         """The sub-window `slices` (one slice with step 1 per axis, within the window)."""
+        if len(slices) != self.ndim or not all(isinstance(s, slice) for s in slices):
+            raise ValueError(f"slices must be {self.ndim} slices, one per axis, got {slices!r}")
         starts, sizes = [], []
         for s, n in zip(slices, self.size):
             begin, end, step = s.indices(n)

@@ -85,17 +85,35 @@ def warp_cells(cells, crossings, positions, spans=None):
     the labels mirrored far enough and warped (tests/test_pipeline.py). spans, optional:
     sample only these pixels of each row, the others are background (`context_spans`).
     """
+    cells, crossings = np.asarray(cells), np.asarray(crossings)
     ndim = cells.ndim
-    volume = cells.reshape((1,) * (3 - ndim) + cells.shape)
+    if ndim not in (2, 3) or cells.dtype != np.int32:
+        raise ValueError(f"cells must be a 2-D or 3-D int32 array of regions (split_regions), got "
+                         f"{cells.dtype} {cells.shape}")
+    if crossings.dtype != np.uint8 or crossings.ndim != 1 or crossings.size == 0:
+        raise ValueError(f"crossings must be the uint8 border_crossings of cells, got {crossings.dtype} "
+                         f"{crossings.shape}")
+    volume = np.ascontiguousarray(cells).reshape((1,) * (3 - ndim) + cells.shape)
     # an image is a volume of one plane: its border bits move from axis a to axis a + 1
     crossings = crossings if ndim == 3 else (crossings.astype(np.int32) << 2 * (3 - ndim)).astype(np.uint8)
     if isinstance(positions, PositionField):  # computed a row at a time
+        if positions.ndim != ndim:
+            raise ValueError(f"positions must be of a {ndim}-D window, got a field of size {positions.size}")
         size, rows = positions.size, positions.kernel_args()
     else:
+        positions = np.asarray(positions, dtype=np.float64)
+        if positions.ndim != ndim + 1 or positions.shape[0] != ndim:
+            raise ValueError(f"positions must be a ({ndim}, *size) array, got shape {positions.shape}")
         size = positions.shape[1:]
         rows = positions.reshape(ndim, *((1,) * (3 - ndim) + size))
     out = np.empty((1,) * (3 - ndim) + size, np.int64)
     if spans is not None:
+        spans = np.asarray(spans)
+        if spans.shape != (*size[:-1], 2) or spans.dtype.kind not in "iu" or (
+                spans.size and not (0 <= spans[..., 0].min() and (spans[..., 0] <= spans[..., 1]).all()
+                                    and spans[..., 1].max() <= size[-1])):
+            raise ValueError(f"spans must be an integer {(*size[:-1], 2)} array of 0 <= start <= stop <= "
+                             f"{size[-1]} per row, got {spans.dtype} {spans.shape}")
         spans = np.ascontiguousarray(spans, dtype=np.intp).reshape(*out.shape[:2], 2)
     status = _warp.cell_sample(volume, crossings, rows, out, spans)
     if status == 1:
@@ -103,6 +121,11 @@ def warp_cells(cells, crossings, positions, spans=None):
     if status == 2:
         raise ValueError("positions lie more than 500 image lengths beyond the image: is the deformation "
                          "(elastic_sigma, max_shift) in pixels?")
+    if status == 4:
+        raise ValueError(f"cells must hold regions 0..{crossings.size - 1}, one entry of crossings each "
+                         f"(border_crossings of the same cells): found a region outside")
+    if status == 3:
+        raise MemoryError("no memory for the tables of warp_cells")
     return out.reshape(size)
 
 
@@ -116,6 +139,11 @@ def context_spans(shape, crop, reach, spacing=None):
     second nearest cell of a crop pixel whose border term reaches 1e-6, so it need not be
     sampled: in 3-D that skips the region's edges and corners, a third of its voxels.
     """
+    if len(crop) != len(shape) or not all(isinstance(s, slice) and 0 <= s.start <= s.stop <= n
+                                          for s, n in zip(crop, shape)):
+        raise ValueError(f"crop must be one slice within the shape {tuple(shape)} per axis, got {crop!r}")
+    if not (np.isfinite(reach) and reach >= 0):
+        raise ValueError(f"reach must be a finite number >= 0, got {reach!r}")
     spacing = np.ones(len(shape)) if spacing is None else np.asarray(spacing, dtype=np.float64)
     # squared distance from each row to the crop along the axes but the last
     squared = np.zeros(shape[:-1])
