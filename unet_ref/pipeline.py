@@ -54,7 +54,8 @@ from unet_ref.masks import border_crossings, check_labels, split_regions
 from unet_ref.sizes import output_size, pool_factors
 from unet_ref.weights import _spacing, balanced_class_weights, weight_map
 
-__all__ = ["TileSampler", "make_dataset", "warp_cells", "context_spans", "weight_context", "PipelineError", "take_failure"]
+__all__ = ["TileSampler", "make_dataset", "warp_cells", "context_spans", "weight_context", "PipelineError",
+           "take_failure"]
 
 # Exceptions raised while a tf.data worker made a sample, oldest first. TensorFlow reports
 # them as an InvalidArgumentError holding a Python traceback; the trainer takes the first
