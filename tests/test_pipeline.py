@@ -8,7 +8,8 @@ from skimage import io, measure
 
 from unet_ref import reference
 from unet_ref.masks import border_crossings, split_regions
-from unet_ref.pipeline import TileSampler, context_spans, make_dataset, warp_cells, weight_context
+from unet_ref.pipeline import TileSampler, context_spans, make_dataset, warp_cells
+from unet_ref.weights import weight_context
 from unet_ref.sizes import margin, output_size
 from unet_ref.synthetic import synthetic_dataset, synthetic_sample
 from unet_ref.images import mirror_pad

@@ -40,7 +40,7 @@ from scipy import ndimage
 
 from unet_ref import _warp
 from unet_ref.images import SCIPY_MIRROR_MODE, normalize_image
-from unet_ref.weights import _spacing
+from unet_ref.checks import check_spacing
 
 __all__ = ["Transform", "random_transform", "displacement_field", "sample_positions", "position_field",
            "PositionField", "warp", "vary_gray_values",
@@ -121,7 +121,7 @@ def random_transform(image_shape, rng, *, sigma=10.0, grid=3, max_shift=8.0, fli
     if int(grid) != grid or grid < 2:
         raise ValueError(f"grid must be an int >= 2, got {grid!r}")
     ndim = len(image_shape)
-    spacing = np.asarray(_spacing(spacing, ndim))
+    spacing = np.asarray(check_spacing(spacing, ndim))
     scale = spacing.min() / spacing  # px per px of the finest axis: 1 everywhere without spacing
     displacement = rng.normal(0.0, sigma, size=(ndim,) + (int(grid),) * ndim) * scale.reshape((ndim,) + (1,) * ndim)
     shift = tuple(float(v) for v in rng.uniform(-max_shift, max_shift, size=ndim) * scale)

@@ -7,7 +7,7 @@ in Python, but `depth=True` is a mistake, not a depth of 1).
 import math
 import numbers
 
-__all__ = ["check_int", "check_real"]
+__all__ = ["check_int", "check_real", "per_axis", "check_spacing"]
 
 
 def _range_text(minimum, maximum, above, below):
@@ -53,3 +53,42 @@ def check_real(value, name, minimum=None, maximum=None, *, above=None, below=Non
         bounds = _range_text(minimum, maximum, above, below)
         raise ValueError(f"{name} must be a finite number{' ' + bounds if bounds else ''}, got {value!r}")
     return value
+
+
+def per_axis(value, ndim, name):
+    """"An int or one value per axis" as a tuple of `ndim` values (MONAI's
+    `ensure_tuple_rep`): a single number is repeated, a sequence must have `ndim` entries.
+
+    >>> per_axis(5, 3, "tile_size"), per_axis([1, 2], 2, "pool")
+    ((5, 5, 5), (1, 2))
+    """
+    if isinstance(value, numbers.Number) or isinstance(value, bool):
+        return (value,) * ndim
+    try:
+        values = tuple(value)
+    except TypeError:
+        values = None
+    if isinstance(value, (str, bytes)) or values is None or len(values) != ndim:
+        raise ValueError(f"{name} must be one number or {ndim} (one per axis), got {value!r}")
+    return values
+
+
+def check_spacing(spacing, ndim):
+    """The pixel (voxel) spacing as `ndim` positive finite floats: None is 1 on every axis,
+    one number applies to every axis. ValueError naming `spacing` otherwise."""
+    if spacing is None:
+        return (1.0,) * ndim
+    if isinstance(spacing, (str, bytes)):
+        raise ValueError(f"spacing values must be finite numbers > 0, got {spacing!r}")
+    try:
+        values = per_axis(spacing, ndim, "spacing")
+    except ValueError:
+        axes = {2: " (H, W)", 3: " (D, H, W)"}.get(ndim, "")
+        raise ValueError(f"spacing must be one number per axis ({ndim} for a {ndim}-D{axes} image) or a single number, "
+                         f"got {spacing!r}") from None
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (math.isfinite(v) and v > 0):
+            raise ValueError(f"spacing values must be finite numbers > 0, got {spacing!r}")
+        if not 1e-100 < v < 1e100:
+            raise ValueError(f"spacing values must lie in (1e-100, 1e100), got {spacing!r}")
+    return tuple(float(v) for v in values)

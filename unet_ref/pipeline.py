@@ -47,12 +47,12 @@ import numpy as np
 from unet_ref.augment import (PositionField, dihedral, position_field, random_transform, spline_coefficients,
                               vary_gray_values, warp)
 from unet_ref import _warp
-from unet_ref.checks import check_int
+from unet_ref.checks import check_int, check_spacing
 from unet_ref.datasets import read_image
 from unet_ref.images import normalize_image
 from unet_ref.masks import border_crossings, check_labels, split_regions
 from unet_ref.sizes import output_size, pool_factors
-from unet_ref.weights import _spacing, balanced_class_weights, weight_map
+from unet_ref.weights import balanced_class_weights, weight_context, weight_map
 
 __all__ = ["TileSampler", "make_dataset", "warp_cells", "context_spans", "weight_context", "PipelineError",
            "take_failure"]
@@ -159,13 +159,6 @@ def context_spans(shape, crop, reach, spacing=None):
     return np.stack([start, stop], axis=-1)
 
 
-def weight_context(w0=10.0, sigma=5.0, tolerance=1e-6):
-    """Context in px around a crop that makes its weight map exact to `tolerance`."""
-    if w0 <= tolerance:
-        return 0
-    return math.ceil(sigma * math.sqrt(2.0 * math.log(w0 / tolerance)))
-
-
 class TileSampler:
     """Random training tiles (image (n, n, C) float32, labels (m, m) int32 {0, 1},
     weights (m, m) float32) from images and their instance labels; for volumes
@@ -236,7 +229,7 @@ class TileSampler:
         self.tile_shape = tuple(int(n) for n in tiles)  # (n, n) or (z, y, x)
         self.output_shape = output_size(self.tile_shape, pool_sizes=self.pool_sizes)  # ValueError names valid sizes
         # the context band in px per axis: `context` in units of the spacing (thick sections: fewer px along z)
-        self.spacing = None if spacing is None else _spacing(spacing, self.ndim)
+        self.spacing = None if spacing is None else check_spacing(spacing, self.ndim)
         self.context_px = tuple(math.ceil(self.context / s) for s in (self.spacing or (1.0,) * self.ndim))
         # the scalar names of the 2-D pipeline, for square (cubic) tiles
         self.tile_size, self.output_size = self.tile_shape[-1], self.output_shape[-1]

@@ -166,7 +166,7 @@ def parse_spacing(text, ndim=2):
     >>> parse_spacing("5, 1, 1", ndim=3)
     (5.0, 1.0, 1.0)
     """
-    from unet_ref.weights import _spacing
+    from unet_ref.checks import check_spacing
 
     if not isinstance(text, str):
         raise TypeError(f"spacing must be a string such as '5,1,1', got {text!r}")
@@ -176,7 +176,7 @@ def parse_spacing(text, ndim=2):
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         raise ValueError(f"spacing must be {ndim} numbers separated by commas (e.g. '5,1,1'), got {text!r}") from None
-    return _spacing(values, ndim)  # ValueError: one number per axis, each finite and > 0
+    return check_spacing(values, ndim)  # ValueError: one number per axis, each finite and > 0
 
 
 def tile_shape(config):

@@ -21,10 +21,10 @@ import os
 import numpy as np
 
 from unet_ref import _d1d2
-from unet_ref.checks import check_int, check_real
+from unet_ref.checks import check_int, check_real, check_spacing
 from unet_ref.masks import cells_from_mask, check_labels, label_cells
 
-__all__ = ["d1_d2", "weight_map", "balanced_class_weights"]
+__all__ = ["d1_d2", "weight_map", "balanced_class_weights", "weight_context"]
 
 # the column pass stores distances along axis 0 as int32
 MAX_SIDE = 2**20
@@ -41,26 +41,6 @@ def _as_labels(labels, name="labels"):
     if max(labels.shape) > MAX_SIDE:
         raise ValueError(f"{name} has shape {labels.shape}; the kernel supports sides up to {MAX_SIDE}")
     return check_labels(labels, name)
-
-
-def _spacing(spacing, ndim):
-    """The spacing as ndim positive finite floats (None: 1 per axis; a number: every axis)."""
-    if spacing is None:
-        return (1.0,) * ndim
-    values = (spacing,) * ndim if isinstance(spacing, numbers.Real) else spacing
-    try:
-        values = tuple(values)
-    except TypeError:
-        values = ()
-    if len(values) != ndim:
-        raise ValueError(f"spacing must be one number per axis ({ndim} for a {ndim}-D {AXES[ndim]} image) "
-                         f"or a single number, got {spacing!r}")
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (math.isfinite(v) and v > 0):
-            raise ValueError(f"spacing values must be finite numbers > 0, got {spacing!r}")
-        if not 1e-100 < v < 1e100:
-            raise ValueError(f"spacing values must lie in (1e-100, 1e100), got {spacing!r}")
-    return tuple(float(v) for v in values)
 
 
 def _kernel_spacing(spacing, shape):
@@ -85,7 +65,7 @@ def _kernel(labels, d1=None, d2=None, w=None, spacing=None, wc=(1.0, 1.0), w0=0.
     number of positions the envelopes scanned (the linear bound of ext/_d1d2.pyx, tested)."""
     threads = _available_cores() if num_threads is None else check_int(num_threads, "num_threads", minimum=1)
     ndim = labels.ndim
-    spacing = _spacing(None, ndim) if spacing is None else spacing
+    spacing = check_spacing(None, ndim) if spacing is None else spacing
     start = (0,) * ndim if start is None else tuple(start)
     outs = [d1, d2, w]
     if _runs_transposed(labels, spacing):
@@ -202,7 +182,7 @@ def d1_d2(labels, *, spacing=None, num_threads=None):
     (array([0. , 2.5, 0. ], dtype=float32), array([5. , 2.5, 5. ], dtype=float32))
     """
     labels = _as_labels(labels)
-    spacing = _spacing(spacing, labels.ndim)
+    spacing = check_spacing(spacing, labels.ndim)
     d1, d2 = _empty_like(labels, spacing), _empty_like(labels, spacing)
     _kernel(labels, d1=d1, d2=d2, spacing=spacing, num_threads=num_threads)
     return d1, d2
@@ -303,7 +283,7 @@ def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="bal
     else:
         labels = _as_labels(labels)
         cells = labels != 0
-    spacing = _spacing(spacing, labels.ndim)
+    spacing = check_spacing(spacing, labels.ndim)
     if isinstance(class_weights, str) and class_weights == "balanced":
         wc = balanced_class_weights(cells)
     elif class_weights is None:
@@ -320,3 +300,15 @@ def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="bal
     _kernel(labels, w=w, spacing=spacing, wc=(float(wc[0]), float(wc[1])), w0=float(w0),
             sigma=float(sigma), border_all=border == "all", num_threads=num_threads, start=start)
     return w
+
+
+def weight_context(w0=10.0, sigma=5.0, tolerance=1e-6):
+    """How far (in the units of sigma) the border term reaches: beyond
+    sigma sqrt(2 ln(w0 / tolerance)) it is below `tolerance` (29 px for w0 = 10, sigma = 5).
+
+    A block's weight map computed with this much context around it equals the whole
+    image's to `tolerance`: every pixel whose border term exceeds it has both its nearest
+    cells within that distance."""
+    if w0 <= tolerance:
+        return 0
+    return math.ceil(sigma * math.sqrt(2.0 * math.log(w0 / tolerance)))
