@@ -8,7 +8,7 @@
    widths, each in a fresh process: the median time of steps 2-4 and the peak memory
    (`ru_maxrss` after the steps minus after building and compiling), beside the float32
    size of all layer outputs (what the backward pass keeps) and the tiler's estimate
-   `unet_ref.tiling.tile_bytes` x 3 (its training factor). pytest-benchmark's own time
+   `unet_ref.memory.tile_bytes` x 3 (its training factor). pytest-benchmark's own time
    for these is the whole subprocess, TensorFlow's import included: read step_s.
 2. Tiles per second: `make_dataset` on synthetic volumes (elastic 3 x 3 x 3 deformation +
    exact 3-D weight map per tile) against the rate `train_on_batch` consumes them (the
@@ -83,7 +83,7 @@ def measure_step(tile, base_filters, batch):
     """Run in a fresh process: training steps of one configuration; returns a dict."""
     import keras
 
-    from unet_ref.tiling import _TRAINING_FACTOR, tile_bytes
+    from unet_ref.memory import TRAINING_FACTOR, tile_bytes
 
     model = _model(base_filters)
     x, labels, weights = _batch(tuple(tile), batch)
@@ -98,7 +98,7 @@ def measure_step(tile, base_filters, batch):
     outputs = every_layer.compute_output_shape((batch, *tile, 1))
     return dict(step_s=round(float(np.median(times)), 3), step_peak_mb=round(_maxrss_mb() - before),
                 activations_f32_mb=round(4 * sum(int(np.prod(s)) for s in outputs) / 2**20),
-                estimate_mb=round(_TRAINING_FACTOR * batch * tile_bytes(tile, base_filters, 1) / 2**20),
+                estimate_mb=round(TRAINING_FACTOR * batch * tile_bytes(tile, base_filters, 1) / 2**20),
                 voxels_per_step=batch * int(np.prod(tile)))
 
 

@@ -284,7 +284,7 @@ def test_train_ndim_3_then_predict_and_evaluate_a_stack_as_one_volume(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     config = json.loads((run_dir / "config.json").read_text())
-    assert (config["ndim"], config["pool_sizes"], config["tile_depth"]) == (3, "1x2x2", 28)
+    assert (config["ndim"], config["pool_sizes"], config["tile_depth"]) == (3, [[1, 2, 2]], 28)
 
     image, mask, _ = synthetic_volume((17, 30, 33), seed=9)
     (tmp_path / "images").mkdir()

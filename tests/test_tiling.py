@@ -10,7 +10,8 @@ keras = pytest.importorskip("keras")
 
 from unet_ref.model import build_unet  # noqa: E402
 from unet_ref.sizes import margin, output_size, valid_input_size  # noqa: E402
-from unet_ref.tiling import DEFAULT_MEMORY_BUDGET, choose_tile_size, predict_cells, predict_tiled  # noqa: E402
+from unet_ref.memory import DEFAULT_MEMORY_BUDGET  # noqa: E402
+from unet_ref.tiling import choose_tile_size, predict_cells, predict_tiled  # noqa: E402
 
 
 def _unet(depth, in_channels=1, n_classes=2, base_filters=4):

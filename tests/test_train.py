@@ -271,33 +271,61 @@ def test_a_tiny_3d_unet_overfits_one_synthetic_volume_below_the_all_cell_error()
 
 
 def test_3d_settings_are_checked_before_tensorflow_loads():
-    from unet_ref.train import parse_pool_sizes, tile_shape
+    from unet_ref.config import parse_pool_sizes, tile_shape
 
     config = resolve_config("tutorial3d")
     assert config.ndim == 3 and tile_shape(config) == (36, 60, 60)
-    assert parse_pool_sizes(config.pool_sizes, config.depth, 3) == ((1, 2, 2), (2, 2, 2))
-    assert parse_pool_sizes("", 4, 3) is None and parse_pool_sizes("2, 1x2x2", None, 3) == (2, (1, 2, 2))
+    assert config.pool_sizes == ((1, 2, 2), (2, 2, 2))
+    assert parse_pool_sizes("") is None and parse_pool_sizes("2, 1x2x2") == (2, (1, 2, 2))
     for overrides, message in [
         (dict(ndim=4), "ndim must be an integer >= 2 and <= 3"),
-        (dict(pool_sizes="1x2,2x2x2"), r"pool_sizes\[0\] must be an int or 3 ints"),
-        (dict(pool_sizes="1x2x2"), "depth 2 does not match pool_sizes, which has 1 levels"),
-        (dict(pool_sizes="1x2x2;2x2x2"), "factors per level separated by commas"),
+        (dict(pool_sizes=((1, 2), (2, 2, 2))), r"pool_sizes\[0\] must be an int or 3 ints"),
+        (dict(pool_sizes=((1, 2, 2),)), "depth 2 does not match pool_sizes, which has 1 levels"),
+        (dict(pool_sizes="1x2x2,2x2x2"), "pool_sizes must be None or one entry per level"),  # text: parsed by the CLI
         (dict(tile_depth=37), r"tile_size / tile_depth: input size 37 on axis 0 .* 36 or 38"),
         (dict(batch_norm="no"), "batch_norm must be true or false"),
     ]:
         with pytest.raises((ValueError, TypeError), match=message):
             resolve_config("tutorial3d", overrides)
+    with pytest.raises(ValueError, match="factors per level separated by commas"):
+        parse_pool_sizes("1x2x2;2x2x2")
+
+
+def test_no_setting_holds_numbers_as_text():
+    # every field's check takes Python values and stores tuples, never strings of numbers
+    import dataclasses
+
+    from unet_ref.config import TrainConfig, check_config
+
+    config = check_config(dataclasses.replace(PRESETS["tutorial3d"], pool_sizes=[[1, 2, 2], [2, 2, 2]],
+                                              spacing=[5, 1, 1]))
+    assert config.pool_sizes == ((1, 2, 2), (2, 2, 2)) and config.spacing == (5.0, 1.0, 1.0)
+    for preset in PRESETS.values():  # only text settings (paths, choices) hold strings
+        for field in dataclasses.fields(TrainConfig):
+            assert isinstance(getattr(preset, field.name), str) == (field.metadata["parse"] is str), field.name
 
 
 def test_the_spacing_setting_reaches_the_weight_map_units():
-    from unet_ref.train import parse_spacing
+    from unet_ref.config import parse_spacing
 
-    assert parse_spacing("", 3) is None and parse_spacing("5,1,1", 3) == (5.0, 1.0, 1.0)
-    assert resolve_config("tutorial3d", {"spacing": "2,1,1"}).spacing == "2,1,1"
-    for text, message in [("5,1", "spacing must be one number per axis"), ("5;1;1", "3 numbers separated by commas"),
-                          ("0,1,1", "finite numbers > 0")]:
+    assert parse_spacing("") is None and parse_spacing("5,1,1") == (5.0, 1.0, 1.0)
+    assert resolve_config("tutorial3d", {"spacing": (2, 1, 1)}).spacing == (2.0, 1.0, 1.0)
+    for spacing, message in [((5, 1), "spacing must be one number per axis"), ((0, 1, 1), "finite numbers > 0")]:
         with pytest.raises(ValueError, match=message):
-            resolve_config("tutorial3d", {"spacing": text})
+            resolve_config("tutorial3d", {"spacing": spacing})
+    with pytest.raises(ValueError, match="numbers separated by commas"):
+        parse_spacing("5;1;1")
+
+
+def test_a_config_json_of_an_earlier_version_with_settings_as_text_is_read_as_values(tmp_path):
+    import dataclasses
+
+    from unet_ref.config import config_from_json
+
+    values = dataclasses.asdict(resolve_config("tutorial3d"))
+    values.update(pool_sizes="1x2x2,2x2x2", spacing="5,1,1", retired_setting=3)
+    config = config_from_json(values)
+    assert config.pool_sizes == ((1, 2, 2), (2, 2, 2)) and config.spacing == (5.0, 1.0, 1.0)
 
 
 def test_a_run_written_before_a_setting_existed_resumes_with_that_settings_default(tmp_path):

@@ -102,9 +102,12 @@ def cmd_weightmap(args):
 
 
 def cmd_train(args):
+    import dataclasses
+
     from unet_ref import train
 
-    overrides = {key: value for key, value in vars(args).items() if key in train.config_fields() and value is not None}
+    names = {field.name for field in dataclasses.fields(train.TrainConfig)}
+    overrides = {key: value for key, value in vars(args).items() if key in names and value is not None}
     config = train.resolve_config(args.preset, overrides)  # bad values fail here, before TensorFlow loads
     if not args.debug:
         _import_tensorflow_quietly()
@@ -194,33 +197,32 @@ def _examples(text):
 
 
 def _add_train_arguments(parser):
-    """One flag per TrainConfig field (so every hyper-parameter can be overridden), its help
-    and choices read from the field's `setting`."""
+    """One flag per TrainConfig field (so every hyper-parameter can be overridden): its help,
+    choices and parser read from the field's `setting` (unet_ref.config)."""
     import dataclasses
 
-    from unet_ref.train import PRESETS, TrainConfig  # imports no TensorFlow
+    from unet_ref.config import PRESETS, TrainConfig  # imports no TensorFlow
 
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tutorial",
                         help="starting configuration; any flag below overrides one of its values (default: tutorial)")
     for field in dataclasses.fields(TrainConfig):
-        flag = "--" + field.name.replace("_", "-")
+        meta = field.metadata
         values = ", ".join(f"{name}: {'default' if getattr(preset, field.name) is None else repr(getattr(preset, field.name))}"
                            for name, preset in PRESETS.items())
-        help_text = f"{field.metadata['help']} [{values}]"
-        if field.type is bool:
-            parser.add_argument(flag, dest=field.name, type=_boolean, metavar="{true,false}", help=help_text)
-        elif field.metadata["choices"]:
-            parser.add_argument(flag, dest=field.name, choices=field.metadata["choices"], help=help_text)
-        else:
-            parser.add_argument(flag, dest=field.name, type=field.type, metavar=field.name.upper(), help=help_text)
+        parse = meta["parse"] if meta["parse"] in (int, float, str) else _argument_type(meta["parse"])
+        parser.add_argument("--" + field.name.replace("_", "-"), dest=field.name, type=parse, choices=meta["choices"],
+                            metavar=meta["metavar"] or (None if meta["choices"] else field.name.upper()), help=f"{meta['help']} [{values}]")
 
 
-def _boolean(text):
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+def _argument_type(parse):
+    """`parse` with its ValueError shown by argparse as the message itself."""
+    def read(text):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    read.__name__ = parse.__name__
+    return read
 
 
 def build_parser():

@@ -22,6 +22,7 @@ import io
 import os
 import pathlib
 
+from unet_ref.config import config_from_json
 from unet_ref.files import atomic_write, read_json, write_json
 
 __all__ = ["start_run", "load_run", "restored_epoch"]
@@ -35,11 +36,13 @@ def _same_data(a, b):
 
 
 def _changed(previous, config):
-    # a setting added after `previous` was written had its default then (e.g. ndim = 2)
-    defaults = {field.name: field.default for field in dataclasses.fields(config)}
-    return sorted(key for key, value in dataclasses.asdict(config).items()
-                  if key not in RESUMABLE_CHANGES and not (key == "data" and _same_data(previous.get(key), value))
-                  and previous.get(key, defaults[key]) != value)
+    """The settings of `config` that differ from the run's config.json `previous` (a setting
+    added after `previous` was written had its default then, e.g. ndim = 2)."""
+    previous = config_from_json(previous)
+    return sorted(field.name for field in dataclasses.fields(config)
+                  if field.name not in RESUMABLE_CHANGES
+                  and not (field.name == "data" and _same_data(previous.data, config.data))
+                  and getattr(previous, field.name) != getattr(config, field.name))
 
 
 def restored_epoch(backup):
@@ -93,7 +96,11 @@ def start_run(config, out):
     if config_file.exists():
         previous = read_json(config_file)
         if backup.exists():
-            changed = _changed(previous, config)
+            try:
+                changed = _changed(previous, config)
+            except (TypeError, ValueError, AttributeError) as error:
+                raise ValueError(f"{config_file} does not hold a training configuration ({error}); choose another "
+                                 f"--out") from error
             if changed:
                 raise ValueError(f"{out} holds an interrupted run with a different configuration ({', '.join(changed)} "
                                  f"changed); resume it with the same settings or choose another --out")
@@ -117,8 +124,6 @@ def load_run(path):
     """
     import keras
 
-    from unet_ref.train import TrainConfig, config_fields
-
     path = pathlib.Path(path)
     if path.is_dir():
         model_file, config_file = path / "model.keras", path / "config.json"
@@ -141,7 +146,7 @@ def load_run(path):
         fields = read_json(config_file) if config_file.exists() else None
         if fields is not None:
             try:
-                config = TrainConfig(**{k: v for k, v in fields.items() if k in config_fields()})
-            except (TypeError, AttributeError) as error:
+                config = config_from_json(fields)
+            except (TypeError, ValueError, AttributeError) as error:
                 raise ValueError(f"{config_file} does not hold a training configuration ({error})") from error
     return model, config

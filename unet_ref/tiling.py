@@ -24,7 +24,6 @@ S = (H, W) for a 2-D model and (D, H, W) for a 3-D one.
 import dataclasses
 import itertools
 import math
-import os
 
 import numpy as np
 
@@ -32,49 +31,10 @@ from unet_ref.augment import DIHEDRAL, dihedral, dihedral_inverse
 from unet_ref.checks import check_int
 from unet_ref.images import mirror_pad, normalize_image
 from unet_ref.masks import CELL_CLASS
+from unet_ref.memory import DEFAULT_MEMORY_BUDGET, check_memory, tile_bytes
 from unet_ref.sizes import margin, output_size, pool_factors, valid_input_size
 
-__all__ = ["predict_tiled", "predict_cells", "plan_tiles", "TilePlan", "choose_tile_size", "tile_bytes",
-           "check_memory", "DEFAULT_MEMORY_BUDGET"]
-
-# Activation memory allowed for one batch of tiles (bytes), an estimate from the base
-# filter count. 1 GiB lets the paper's network (64 base filters) take ~700 px tiles and
-# one with 16 base filters ~1400 px; it fits beside other jobs on a laptop or a GPU.
-DEFAULT_MEMORY_BUDGET = 2**30
-
-# Peak memory of a forward pass per input pixel and base filter (bytes), measured with
-# benchmarks/test_tiling.py (peak RSS - RSS before, over tile area x filters): 11-24 B
-# for depth 4, 16-64 filters, 572-2236 px tiles, on CPU. 32 leaves some headroom.
-_BYTES_PER_PIXEL_PER_FILTER = 32
-
-
-def tile_bytes(tile_shape, base_filters, in_channels):
-    """Estimated activation memory (bytes) of one input tile of `tile_shape` px: the one
-    formula behind the default tile and batch sizes."""
-    return (_BYTES_PER_PIXEL_PER_FILTER * base_filters + 4 * in_channels) * math.prod(tile_shape)
-
-
-# a training step keeps the activations for the backward pass and their gradients: about
-# three times a forward pass (benchmarks/test_model.py measures one step's peak memory)
-_TRAINING_FACTOR = 3
-
-
-def _physical_memory():
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # not on this platform: no check
-        return None
-
-
-def check_memory(tile_shape, base_filters, in_channels, batch_size=1, *, training=False, what="tile_size"):
-    """ValueError, before anything is allocated, if a batch of tiles needs more memory than
-    this machine has (a typo such as tile_size=57200 would need terabytes)."""
-    needed = tile_bytes(tile_shape, base_filters, in_channels) * batch_size * (_TRAINING_FACTOR if training else 1)
-    available = _physical_memory()
-    if available and needed > available:
-        raise ValueError(f"{what} {'x'.join(map(str, tile_shape))} with {base_filters} base filters and batch "
-                         f"{batch_size} needs about {needed / 2**30:,.0f} GiB for {'a training step' if training else 'its activations'}; "
-                         f"this machine has {available / 2**30:,.0f} GiB: use a smaller {what}")
+__all__ = ["predict_tiled", "predict_cells", "plan_tiles", "TilePlan", "choose_tile_size"]
 
 
 def _model_geometry(model):
