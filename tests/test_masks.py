@@ -2,12 +2,9 @@
 checked against numpy / skimage written out here."""
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from skimage import measure
 
-from unet_ref.masks import check_labels, cells_from_mask, is_binary_mask, label_cells, split_regions, \
-    to_instance_labels
+from unet_ref.masks import check_labels, cells_from_mask, is_binary_mask, label_cells, to_instance_labels
 from unet_ref.weights import weight_map
 
 
@@ -86,66 +83,6 @@ def test_to_instance_labels_labels_masks_and_keeps_ids():
         to_instance_labels(ids, binary=True, name="label.png")
     with pytest.raises(ValueError, match="negative"):
         check_labels(np.array([[-1, 0]]))
-
-
-def test_split_regions_gives_each_piece_of_an_id_its_own_id():
-    labels = np.array([[5, 5, 0, 5], [0, 0, 0, 5], [2, 0, 2, 2]])
-    regions = split_regions(labels)
-    assert regions.max() == 4  # 5 -> two pieces, 2 -> two pieces
-    for piece in range(1, 5):
-        assert len(np.unique(labels[regions == piece])) == 1
-
-
-def same_partition(a, b):
-    """a and b split the pixels into the same groups (whatever the numbers)."""
-    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
-    return len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1]))
-
-
-@st.composite
-def id_arrays(draw):
-    """Small 1-, 2- and 3-D id arrays with few ids (so that equal ids touch often) and a connectivity."""
-    ndim = draw(st.integers(1, 3))
-    shape = tuple(draw(st.lists(st.integers(1, 9), min_size=ndim, max_size=ndim)))
-    dtype = draw(st.sampled_from([np.uint8, np.int8, np.uint16, np.int32, np.int64, np.uint64]))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    ids = rng.integers(0, draw(st.integers(1, 5)), shape).astype(dtype)
-    return ids, draw(st.sampled_from([None, *range(1, ndim + 1)]))
-
-
-@settings(max_examples=400, deadline=None)
-@given(id_arrays())
-def test_split_regions_equals_skimage_label_as_a_partition_numbered_in_raster_order(case):
-    ids, connectivity = case
-    regions = split_regions(ids, connectivity)
-    expected = measure.label(ids, background=0, connectivity=connectivity or ids.ndim)
-    assert regions.dtype == np.int32 and regions.shape == ids.shape
-    assert regions.max() == expected.max() and same_partition(regions, expected)
-    assert np.array_equal(regions == 0, ids == 0)
-    flat = regions.ravel()
-    firsts = [int(np.argmax(flat == k)) for k in range(1, flat.max() + 1)]
-    assert firsts == sorted(firsts)  # 1..n in raster order of their first pixels
-
-
-def test_split_regions_of_a_training_tile_volume_equal_skimage():
-    from unet_ref.synthetic import synthetic_volumes
-
-    _, labels = synthetic_volumes(1, shape=(24, 64, 64), seed=3)
-    cells = labels[0]
-    # a mirrored copy one empty plane away: every cell twice, under the same id
-    twice = np.concatenate([cells, np.zeros_like(cells[:1]), cells[::-1]])
-    regions = split_regions(twice)
-    assert same_partition(regions, measure.label(twice, background=0))
-    assert regions.max() == 2 * cells.max() >= 10
-
-
-def test_split_regions_rejects_what_it_cannot_label():
-    with pytest.raises(ValueError, match="1, 2 or 3 axes"):
-        split_regions(np.zeros((2, 2, 2, 2), np.int32))
-    with pytest.raises(ValueError, match="connectivity"):
-        split_regions(np.zeros((2, 2), np.int32), connectivity=3)
-    with pytest.raises(ValueError, match="negative"):
-        split_regions(np.array([[-1, 0]]))
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int32, np.int64, np.uint64])

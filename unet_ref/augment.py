@@ -1,50 +1,48 @@
-"""The paper's data augmentation: smooth elastic deformations, flips, rotations, gray values.
+"""The paper's data augmentation: smooth elastic deformations, shifts, rotations, gray values.
 
-Ronneberger et al. (2015), section 3.1: "we generate smooth deformations using random
-displacement vectors on a coarse 3 by 3 grid. The displacements are sampled from a
-Gaussian distribution with 10 pixels standard deviation. Per-pixel displacements are
-then computed using bicubic interpolation." Here the 3 x 3 knots span the whole image
-(as in the paper, whose training tile covered about one 512 x 512 ISBI slice) and the
-per-pixel field is their cubic spline interpolant.
+Ronneberger et al. (2015), section 3.1: "we primarily need shift and rotation invariance as
+well as robustness to deformations and gray value variations", and "we generate smooth
+deformations using random displacement vectors on a coarse 3 by 3 grid. The displacements
+are sampled from a Gaussian distribution with 10 pixels standard deviation. Per-pixel
+displacements are then computed using bicubic interpolation."
 
-One geometric transform, evaluated only where it is needed: a window of the image (the
-training tile's input, or the label region around its output crop) is sampled at
-p + D(p), with D the displacement field at image position p and a small random shift,
-by one pass of a sampling loop per array (ext/_warp.pyx: the cubic spline computed as
-scipy.ndimage.map_coordinates(order=3, mode="mirror") computes it, and a nearest-sample
-look-up); then the tile is flipped and rotated by multiples of 90 degrees (a lossless
-pixel permutation). The image is sampled
-with cubic splines (order 3), the instance labels with the nearest neighbour (order 0),
-so label ids are never interpolated -- the notebook interpolated its masks and then
-computed weight maps on the blurred result.
+Our choices where the paper gives no detail: the 3 x 3 knots span the whole image (the
+paper's training tile covered about one 512 x 512 ISBI slice) and the per-pixel field is
+their cubic spline; rotations are the 8 flips and quarter turns of the tile (`dihedral`),
+which lose no pixel; the image is resampled with cubic splines; the gray values vary by a
+random gamma, contrast and brightness (`vary_gray_values`).
+
+One transform for image and labels. `random_transform` draws the knot displacements, a
+shift and a flip/rotation; `sample_positions` says where each pixel of a window is read
+from, p + shift + D(p) with D the displacement field at image position p; `warp` reads an
+array there, with cubic splines for an image (order 3) and the nearest sample for labels
+(order 0), so label ids are never interpolated (the notebook interpolated its masks and then
+computed weight maps on the blurred result), and then flips and turns the window.
 
 Missing context at the image border is mirrored about the edge pixel, which is not
-repeated (... x2 x1 | x0 x1 x2 ...), so a border membrane keeps its width: the extension
-of `unet_ref.images` (scipy's "mirror", numpy's "reflect"), the one the overlap-tile
-predictor uses, so training and prediction see the same context.
+repeated (... x2 x1 | x0 x1 x2 ...): the extension of `unet_ref.images`, which the
+overlap-tile predictor uses too, so training and prediction see the same context.
 
-Axes. Everything works on a tuple of spatial axes: (H, W) images, and (D, H, W) volumes
-with a 3 x 3 x 3 grid of knots (the 3-D U-Net's augmentation). Flips and 90-degree
-rotations act in the plane of the last two axes (`dihedral`), so the slice axis of an
-anisotropic stack is never turned into an in-plane axis; the overlap-tile predictor's
-test-time augmentation uses the same `dihedral`. The sampling loops of ext/_warp.pyx
-see an image as a volume of one plane, so one loop serves both.
+Axes: (H, W) images, and (D, H, W) volumes with a 3 x 3 x 3 grid of knots (the 3-D
+U-Net's augmentation). Flips and quarter turns act in the plane of the last two axes, so
+the slice axis of an anisotropic stack never becomes an in-plane axis.
+
+This module is the plain definition, on scipy.ndimage. The training pipeline's fast path
+(`unet_ref.fast.warp`) computes the same positions and samples row by row in compiled
+loops; tests/test_fast.py holds the two equal.
 """
 import dataclasses
-import functools
 import math
 import operator
 
 import numpy as np
 from scipy import ndimage
 
-from unet_ref import _warp
-from unet_ref.images import SCIPY_MIRROR_MODE, normalize_image
 from unet_ref.checks import check_spacing
+from unet_ref.images import SCIPY_MIRROR_MODE, mirror_index, normalize_image
 
-__all__ = ["Transform", "random_transform", "displacement_field", "sample_positions", "position_field",
-           "PositionField", "warp", "vary_gray_values",
-           "augment", "spline_coefficients", "dihedral", "dihedral_inverse", "DIHEDRAL"]
+__all__ = ["Transform", "random_transform", "identity_transform", "displacement_field", "sample_positions", "warp",
+           "random_gray_values", "vary_gray_values", "augment", "dihedral", "dihedral_inverse", "DIHEDRAL"]
 
 # The 8 symmetries of the square as (rot90, flip): rotate k x 90 degrees, then flip.
 DIHEDRAL = tuple((k, flip) for flip in (False, True) for k in range(4))
@@ -129,28 +127,10 @@ def random_transform(image_shape, rng, *, sigma=10.0, grid=3, max_shift=8.0, fli
     return Transform(displacement, tuple(int(s) for s in image_shape), shift, rot90, flip)
 
 
-@functools.lru_cache(maxsize=32)
-def _knot_table(length, grid):
-    """(length, grid) read-only: the cubic-spline weight of each knot at the integer
-    positions 0 .. length - 1 of an image axis (knot i sits at i (L - 1) / (g - 1)).
-
-    The field is linear in the knot values, so the spline of each unit vector gives the
-    tensor-product spline as a product of small matrices, one per axis. Cached: every
-    tile of an image reads the same table."""
-    knot_coords = np.arange(length) * ((grid - 1) / max(length - 1, 1))
-    table = np.stack([ndimage.map_coordinates(e, knot_coords[None], order=3, mode=SCIPY_MIRROR_MODE)
-                      for e in np.eye(grid)], 1)
-    table.flags.writeable = False
-    return table
-
-
-def _knot_weights(start, count, length, grid):
-    """(count, grid) knot weights at the integer positions start .. start + count - 1.
-
-    The mirrored spline is symmetric about the first and last pixel (knots 0 and g - 1),
-    so a position outside the image reads the weights of its mirror image."""
-    index = np.abs(np.arange(start, start + count)) % max(2 * (length - 1), 1)
-    return _knot_table(length, grid)[np.where(index >= length, 2 * (length - 1) - index, index)]
+def identity_transform(image_shape):
+    """The `Transform` that moves nothing: no displacement, shift, flip or turn."""
+    ndim = len(image_shape)
+    return Transform(np.zeros((ndim,) + (3,) * ndim), tuple(int(s) for s in image_shape), (0.0,) * ndim)
 
 
 def _window(transform, top_left, size):
@@ -170,211 +150,102 @@ def _window(transform, top_left, size):
     return top_left, tuple(int(n) for n in size)
 
 
-def _partial_field(transform, top_left, size):
-    """The displacement field of a window, contracted along every axis but the last:
-    (partial (ndim, *size[:-1], grid), weights of the last axis (size[-1], grid)), so that
-    field[k, ..., j] = partial[k, ...] . weights[j] (the field is linear in the knots, a
-    tensor product of one small weight matrix per axis)."""
+def displacement_field(transform, top_left=None, size=None):
+    """Per-pixel displacement (ndim, *size) float64 on the window at `top_left` of `size`
+    (default: the whole image): the cubic spline through the knots, knot i of an axis of
+    length L at pixel i (L - 1) / (grid - 1). The window may extend past the image: the
+    spline is mirrored there like the image."""
     top_left, size = _window(transform, top_left, size)
     grid = transform.displacement.shape[1]
-    weights = [_knot_weights(start, n, length, grid)  # (n, grid) per axis
-               for start, n, length in zip(top_left, size, transform.image_shape)]
-    partial = []
-    for knots in transform.displacement:  # (grid,) * ndim: one component
-        for b in weights[:-1]:  # contract the first knot axis with its weights; its pixel axis goes last
-            knots = np.tensordot(knots, b, axes=([0], [1]))
-        partial.append(np.moveaxis(knots, 0, -1))  # (*size[:-1], grid)
-    return np.stack(partial), weights[-1]
-
-
-def displacement_field(transform, top_left=None, size=None):
-    """Per-pixel displacement (ndim, *size) float64 on the window at `top_left` of `size`.
-
-    `size` defaults to the image shape. The window may extend past the image: the field
-    continues smoothly (mirrored spline).
-    """
-    partial, last = _partial_field(transform, top_left, size)
-    return partial @ last.T  # (ndim, *size)
-
-
-def spline_coefficients(image, ndim=2):
-    """Cubic B-spline coefficients of `image` (*S[, C]) float along its first `ndim` axes.
-
-    `warp(..., prefiltered=True)` takes these instead of the image, so the prefilter runs
-    once per image instead of once per tile."""
-    image = np.asarray(image, dtype=np.float64)
-    for axis in range(ndim):
-        image = ndimage.spline_filter1d(image, order=3, axis=axis, mode=SCIPY_MIRROR_MODE)
-    return image
-
-
-@dataclasses.dataclass(frozen=True)
-class PositionField:
-    """The sample positions of a window, in the form the sampling loops of ext/_warp.pyx
-    compute them from, a row at a time: positions[a, k, i, j] = base[a] + (k, i, j)[a] +
-    partial[a, k, i] . weights[:, j], (k, i, j) counted from `start` in the field.
-
-    Why: written out, the positions of a 3-D training sample's label region (70 x 78 x 78
-    voxels, 3 float64 each) are 10 MB, written and read once per sample; a row of them fits
-    in the first-level cache. `position_field` makes one; `window` selects a sub-window
-    without computing anything; np.asarray(field) writes the positions out
-    (`sample_positions`), and `warp(positions=...)` takes either form.
-    """
-
-    partial: np.ndarray  # (ndim, D, H, grid) float64, C order; D = 1 for an image
-    weights: np.ndarray  # (grid, W) float64, C order: the last axis's knot weights
-    base: np.ndarray  # (ndim,) float64: top_left + shift
-    start: tuple  # (3,): the window's first pixel in the field, as (z, y, x)
-    size: tuple  # the window's size, one per axis (ndim)
-
-    @property
-    def ndim(self):
-        return len(self.size)
-
-    def window(self, slices):
-        """The sub-window `slices` (one slice with step 1 per axis, within the window)."""
-        if len(slices) != self.ndim or not all(isinstance(s, slice) for s in slices):
-            raise ValueError(f"slices must be {self.ndim} slices, one per axis, got {slices!r}")
-        starts, sizes = [], []
-        for s, n in zip(slices, self.size):
-            begin, end, step = s.indices(n)
-            if step != 1 or end < begin:
-                raise ValueError(f"slices must be increasing with step 1 within the size {self.size}, got {slices!r}")
-            starts.append(begin)
-            sizes.append(end - begin)
-        offsets = (0,) * (3 - self.ndim) + tuple(starts)
-        return dataclasses.replace(self, start=tuple(a + b for a, b in zip(self.start, offsets)), size=tuple(sizes))
-
-    def kernel_args(self):
-        """What the sampling loops take (ext/_warp.pyx, `_rows`)."""
-        return self.partial, self.weights, self.base, self.start
-
-    def __array__(self, dtype=None, copy=None):
-        positions = np.empty((self.ndim, *_volume_shape(self.size)))
-        _warp.field_positions(*self.kernel_args(), positions)
-        return positions.reshape(self.ndim, *self.size).astype(dtype or np.float64, copy=False)
-
-
-def position_field(transform, top_left=None, size=None, elastic=True):
-    """The sample positions of a window as a `PositionField`: what `sample_positions`
-    returns, not yet written out."""
-    top_left, size = _window(transform, top_left, size)
-    partial, last = _partial_field(transform, top_left, size)
-    partial = partial.reshape(len(size), *_volume_shape(size)[:-1], partial.shape[-1])  # (ndim, D, H, grid)
-    partial = np.ascontiguousarray(partial) if elastic else np.zeros_like(partial, order="C")
-    return PositionField(partial, np.ascontiguousarray(last.T), np.add(top_left, transform.shift, dtype=np.float64),
-                         (0, 0, 0), tuple(size))
+    # every pixel's position in knot units: (ndim, *size)
+    knots = np.meshgrid(*[np.arange(start, start + n) * ((grid - 1) / max(length - 1, 1))
+                          for start, n, length in zip(top_left, size, transform.image_shape)], indexing="ij")
+    return np.stack([ndimage.map_coordinates(component, knots, order=3, mode=SCIPY_MIRROR_MODE)
+                     for component in transform.displacement]).reshape(transform.ndim, *size)
 
 
 def sample_positions(transform, top_left=None, size=None, elastic=True):
     """Image positions (ndim, *size) float64 that the window's pixels are read from:
     top_left + index + shift (+ the displacement field if `elastic`), before flips and
-    rotations.
-
-    Compute once and pass to `warp(positions=...)` to warp several arrays alike
-    (`position_field` gives the same positions without writing them out)."""
-    return np.asarray(position_field(transform, top_left, size, elastic))
-
-
-def _volume_shape(shape):
-    """(D, H, W) of a spatial shape: ext/_warp.pyx sees an image as a volume of one plane (D = 1)."""
-    return (1,) * (3 - len(shape)) + tuple(shape)
+    rotations."""
+    top_left, size = _window(transform, top_left, size)
+    shape = (-1,) + (1,) * len(size)
+    positions = np.indices(size, dtype=np.float64) + np.add(top_left, transform.shift).reshape(shape)
+    return positions + displacement_field(transform, top_left, size) if elastic else positions
 
 
-def warp(array, transform, *, order, top_left=None, size=None, prefiltered=False, elastic=True,
-         positions=None):
+def warp(array, transform, *, order, top_left=None, size=None, elastic=True, positions=None):
     """Sample `array` (*S) or (*S, C) on a window through `transform`.
 
     Parameters
     ----------
     array : (*S) or (*S, C) array, S = transform.image_shape, e.g. (H, W) or (H, W, C)
-        The image (order 3; float) or instance labels (order 0; any integer dtype).
+        The image (order 3; float) or instance labels (order 0; any integer or bool dtype).
     transform : Transform
     order : int
         Interpolation order: 3 for images, 0 for labels (ids are never mixed).
     top_left, size : tuple of int, one per axis
         Window in image coordinates (may extend past the image: mirrored context);
         default the whole image.
-    prefiltered : bool
-        `array` holds `spline_coefficients` of the image (order 3 only).
     elastic : bool
         Apply the displacement field (False: only shift, flip and rotation).
-    positions : (ndim, *size) array or PositionField, optional
-        `sample_positions(transform, top_left, size, elastic)` or `position_field(...)`,
-        computed once for several arrays; replaces top_left, size and elastic.
+    positions : (ndim, *size) array, optional
+        Where to read instead of `sample_positions(transform, top_left, size, elastic)`.
 
     Returns
     -------
     (*size[, C]) array, float32 for order > 0, `array.dtype` for order 0; the output pixel
-    p before flipping/rotating comes from image position top_left + p + shift + D.
+    p before flipping/rotating comes from image position top_left + p + shift + D. Order 0
+    reads the sample nearest to each position (rounded half to even, as np.rint).
     """
     array = np.asarray(array)
-    ndim = transform.ndim
-    spatial = tuple(transform.image_shape)
+    ndim, spatial = transform.ndim, tuple(transform.image_shape)
     if ndim not in (2, 3):
         raise ValueError(f"transform must be of an image or a volume (2 or 3 axes), got image_shape {spatial}")
     if array.ndim not in (ndim, ndim + 1) or tuple(array.shape[:ndim]) != spatial:
         axes = "(H, W) or (H, W, C)" if ndim == 2 else f"{ndim} spatial axes and optional channels"
         raise ValueError(f"array must be {axes} with spatial shape {spatial}, got shape {array.shape}")
-    if array.dtype == bool:  # a mask: looked up as the same bytes (order 0), else a 0/1 image
-        if order != 0:
-            return warp(array.astype(np.float32), transform, order=order, top_left=top_left, size=size,
-                        elastic=elastic, positions=positions)
-        return warp(array.view(np.uint8), transform, order=0, top_left=top_left, size=size,
-                    elastic=elastic, positions=positions).view(bool)
-    if array.dtype.kind not in "iuf":
+    if array.dtype != bool and array.dtype.kind not in "iuf":
         raise TypeError(f"array must be real (an integer, bool or float dtype), got dtype {array.dtype}")
-    coords = position_field(transform, top_left, size, elastic) if positions is None else positions
-    if isinstance(coords, PositionField):
-        if coords.ndim != ndim:
-            raise ValueError(f"positions must be of a {ndim}-D window, got a field of size {coords.size}")
-        size, rows = coords.size, coords.kernel_args()  # the loops compute them a row at a time
-    else:
-        coords = np.asarray(coords, dtype=np.float64)
-        if coords.ndim != ndim + 1 or coords.shape[0] != ndim:
-            raise ValueError(f"positions must be a finite ({ndim}, *size) array, got shape {coords.shape}")
-        size = coords.shape[1:]
-        rows = coords.reshape(ndim, *_volume_shape(size))  # an image is a volume of one plane to the loops
-    channels = array.shape[ndim:]  # () or (C,)
-    if order in (0, 3):
-        if order == 0:  # nearest neighbour: ids copied, never mixed
-            if array.dtype.kind not in "iu" and array.dtype not in (np.float32, np.float64):
-                raise TypeError(f"array must be of an integer, bool, float32 or float64 dtype for order 0, "
-                                f"got {array.dtype}")
-            source = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
-            loop, dtype = _warp.nearest_sample, source.dtype
-        else:  # what map_coordinates(order=3, mode="mirror", prefilter=False) computes, 3-4 x faster
-            source = array if prefiltered else spline_coefficients(array, ndim)
-            loop, dtype = _warp.cubic_sample, np.float32
-            source = np.ascontiguousarray(source, dtype=np.float64)
-        source = source.reshape(*_volume_shape(spatial), math.prod(channels))  # (D, H, W, C)
-        out = np.empty((*size, source.shape[-1]), dtype)
-        if not loop(source, rows, out.reshape(*_volume_shape(size), out.shape[-1])):
-            raise ValueError(f"positions must be a finite ({ndim}, *size) array: found NaN or infinity")
-        out = out if channels else out[..., 0]
-    else:  # another spline order (a figure's bilinear grid): scipy's generic loop
-        coords = np.asarray(coords)
-        if not np.isfinite(coords).all():
-            raise ValueError(f"positions must be a finite ({ndim}, *size) array: found NaN or infinity")
-        planes = [array] if not channels else [array[..., c] for c in range(channels[0])]
-        out = [ndimage.map_coordinates(a, coords, output=np.float32, order=order, mode=SCIPY_MIRROR_MODE,
-                                       prefilter=not prefiltered) for a in planes]
-        out = (np.stack(out, axis=-1) if out else np.empty((*size, 0), np.float32)) if channels else out[0]
+    if positions is None:
+        positions = sample_positions(transform, top_left, size, elastic)
+    positions = np.asarray(positions, dtype=np.float64)
+    if positions.ndim != ndim + 1 or positions.shape[0] != ndim or not np.isfinite(positions).all():
+        raise ValueError(f"positions must be a finite ({ndim}, *size) array, got shape {positions.shape}")
+    if order == 0:  # the nearest sample of the mirrored array, channels alike
+        out = array[tuple(mirror_index(np.rint(p).astype(np.int64), n) for p, n in zip(positions, spatial))]
+    else:  # splines of that order, channel by channel, in float64, rounded once to float32
+        channels = [array] if array.ndim == ndim else [array[..., c] for c in range(array.shape[-1])]
+        out = [ndimage.map_coordinates(np.asarray(a, np.float64), positions, output=np.float32, order=order,
+                                       mode=SCIPY_MIRROR_MODE) for a in channels]
+        if array.ndim == ndim:
+            out = out[0]
+        else:
+            out = np.stack(out, axis=-1) if out else np.empty((*positions.shape[1:], 0), np.float32)
     return np.ascontiguousarray(dihedral(out, transform.rot90, transform.flip, axes=(ndim - 2, ndim - 1)))
 
 
-def vary_gray_values(image, rng, *, gamma=0.25, contrast=0.15, brightness=0.08):
-    """Random gamma, contrast and brightness of a float image in [0, 1] (image only).
+def random_gray_values(rng, *, gamma=0.25, contrast=0.15, brightness=0.08):
+    """Draw a gray-value variation for `vary_gray_values`: (gamma, contrast, brightness) =
+    (exp(U(-gamma, gamma)), U(1 - contrast, 1 + contrast), U(-brightness, brightness)).
 
     The paper names gray-value variations without details; these ranges keep EM images
-    plausible: gamma = exp(U(-gamma, gamma)), contrast around the tile mean
-    x U(1 - contrast, 1 + contrast), brightness + U(-brightness, brightness), clipped to [0, 1].
+    plausible."""
+    gamma = math.exp(rng.uniform(-gamma, gamma))
+    return gamma, rng.uniform(1 - contrast, 1 + contrast), rng.uniform(-brightness, brightness)
+
+
+def vary_gray_values(image, gray):
+    """Apply a `random_gray_values` draw to a float image in [0, 1] (image only): x ** gamma,
+    then the contrast around the tile mean and the brightness, clipped to [0, 1].
+
+    >>> vary_gray_values(np.array([0.0, 0.25, 1.0]), (2.0, 1.0, 0.0))
+    array([0.    , 0.0625, 1.    ], dtype=float32)
     """
-    # float32 throughout (Python-float factors keep the array's dtype): half the memory
-    # traffic of float64 on a per-tile step
-    image = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0) ** math.exp(rng.uniform(-gamma, gamma))
+    gamma, scale, offset = gray
+    # float32 throughout (Python-float factors keep the array's dtype)
+    image = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0) ** gamma
     mean = float(image.mean())
-    scale, offset = rng.uniform(1 - contrast, 1 + contrast), rng.uniform(-brightness, brightness)
     image *= scale
     image += (1 - scale) * mean + offset  # (x - mean) scale + mean + offset
     return np.clip(image, 0.0, 1.0, out=image)
@@ -392,7 +263,7 @@ def augment(image, labels, rng, *, sigma=10.0, grid=3, max_shift=8.0, flips=True
     rng : numpy.random.Generator
     sigma, grid, max_shift, flips, spacing : see `random_transform`.
     gray_values : bool
-        Apply `vary_gray_values` to the image.
+        Apply a `random_gray_values` draw to the image.
 
     Returns
     -------
@@ -416,8 +287,9 @@ def augment(image, labels, rng, *, sigma=10.0, grid=3, max_shift=8.0, flips=True
         raise TypeError(f"labels must be an integer or bool array, got dtype {labels.dtype}")
     transform = random_transform(labels.shape, rng, sigma=sigma, grid=grid, max_shift=max_shift, flips=flips,
                                  spacing=spacing)
-    warped_image = warp(image, transform, order=3)
-    warped_labels = warp(labels, transform, order=0)
+    positions = sample_positions(transform)
+    warped_image = warp(image, transform, order=3, positions=positions)
+    warped_labels = warp(labels, transform, order=0, positions=positions)
     if gray_values:
-        warped_image = vary_gray_values(warped_image, rng)
+        warped_image = vary_gray_values(warped_image, random_gray_values(rng))
     return warped_image, warped_labels

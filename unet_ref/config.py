@@ -160,6 +160,8 @@ class TrainConfig:
     tile_depth: int = integer(0, "ndim 3: training tile size along z (0 = tile_size); anisotropic pooling makes other "
                                  "sizes valid along z", minimum=0)
     batch_size: int = integer(1, "tiles per step (global batch under a distribution strategy; paper: 1)", minimum=1)
+    sampler: str = choice("fast", "how training tiles are made: fast (compiled) or plain (unet_ref.tiles, slow and "
+                                  "readable; the same tiles)", ("fast", "plain"))
     # weight map
     w0: float = real(10.0, "weight map border weight w0 (paper: 10; 0 = no border term)", minimum=0)
     sigma: float = real(5.0, "weight map border width sigma in px (paper: 5), or in the units of spacing", above=0)

@@ -17,7 +17,7 @@ splines): one extension, two libraries' names for it, both defined here.
 """
 import numpy as np
 
-__all__ = ["normalize_image", "mirror_pad", "MIRROR_MODE", "SCIPY_MIRROR_MODE"]
+__all__ = ["normalize_image", "mirror_pad", "mirror_index", "MIRROR_MODE", "SCIPY_MIRROR_MODE"]
 
 MIRROR_MODE = "reflect"  # np.pad's name for the mirror about the edge pixel
 SCIPY_MIRROR_MODE = "mirror"  # scipy.ndimage's name for the same extension
@@ -36,6 +36,20 @@ def mirror_pad(image, before, after):
                          f"array of shape {np.shape(image)}")
     pad = list(zip(before, after)) + [(0, 0)] * (np.ndim(image) - len(before))
     return np.pad(image, pad, mode=MIRROR_MODE)
+
+
+def mirror_index(index, length):
+    """Where integer positions `index` (any array) along an axis of `length` px fall in the
+    image under the mirror extension: reflected into [0, length) with period 2 (length - 1),
+    as np.pad(mode="reflect") reflects (an axis of length 1 is constant).
+
+    >>> mirror_index(np.arange(-3, 8), 5)
+    array([3, 2, 1, 0, 1, 2, 3, 4, 3, 2, 1])
+    """
+    if length == 1:
+        return np.zeros_like(index)
+    index = np.abs(index) % (2 * (length - 1))
+    return np.where(index >= length, 2 * (length - 1) - index, index)
 
 
 def normalize_image(image, name="image"):

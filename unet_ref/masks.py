@@ -18,10 +18,8 @@ in 2-D connectivity 1 is the 4-neighbourhood and 2 the 8-neighbourhood (the defa
 the notebook's `skimage.measure.label`); in 3-D 1, 2, 3 give 6, 18 and 26 neighbours.
 
 *Instance labels* are integer images with 0 = background and one id > 0 per object;
-`check_labels` validates them, `to_instance_labels` turns either a mask or instance
-labels into int32 instance labels, `split_regions` splits each id into its connected
-regions, and `border_crossings` tells which regions continue into their mirror image beyond
-an image border (the others' mirrored copies are cells of their own).
+`check_labels` validates them, and `to_instance_labels` turns either a mask or instance
+labels into int32 instance labels.
 
 `unet_ref.reference`, the test oracle, keeps its own skimage labelling so that it stays
 independent of this module.
@@ -31,10 +29,9 @@ import numbers
 import numpy as np
 from scipy import ndimage
 
-from unet_ref import _regions
 
-__all__ = ["cells_from_mask", "label_cells", "check_labels", "to_instance_labels", "split_regions",
-           "border_crossings", "is_binary_mask", "CELL_CLASS"]
+__all__ = ["cells_from_mask", "label_cells", "connectivity_structure", "check_labels", "to_instance_labels",
+           "is_binary_mask", "CELL_CLASS"]
 
 # The network's classes: 0 = membrane / background, 1 = cell (training tiles hold
 # labels > 0 as class 1; predictions' channel 1 is P(cell)).
@@ -110,7 +107,9 @@ def cells_from_mask(mask, *, threshold=None, name="mask"):
     return mask > 0
 
 
-def _structure(ndim, connectivity):
+def connectivity_structure(ndim, connectivity):
+    """The neighbourhood of `connectivity` (1 .. ndim, None = ndim) as scipy's structuring
+    element; ValueError naming `connectivity` otherwise."""
     if connectivity is None:
         return ndimage.generate_binary_structure(ndim, ndim)
     if isinstance(connectivity, bool) or not isinstance(connectivity, numbers.Integral) \
@@ -137,7 +136,7 @@ def label_cells(cells, connectivity=None):
     cells = np.asarray(cells)
     if cells.dtype != bool:
         raise TypeError(f"cells must be a bool array (use cells_from_mask), got dtype {cells.dtype}")
-    labels, _ = ndimage.label(cells, structure=_structure(cells.ndim, connectivity))
+    labels, _ = ndimage.label(cells, structure=connectivity_structure(cells.ndim, connectivity))
     return labels.astype(np.int32, copy=False)
 
 
@@ -195,64 +194,3 @@ def to_instance_labels(labels, *, binary=None, threshold=None, connectivity=None
     if labels.size and labels.max() > np.iinfo(np.int32).max:
         raise ValueError(f"{name} has label ids above 2**31 - 1")
     return labels.astype(np.int32)
-
-
-def split_regions(labels, connectivity=None):
-    """Instance labels whose ids are connected: each id's connected regions become
-    separate ids (int32, 1..n in raster order of their first pixels, 0 stays background).
-
-    After a warp or a mirror, one id can cover pieces that do not touch (a cell and its
-    mirror image beyond the image border); the network sees them as two cells, and so
-    must the weight map. `labels`: an integer or bool array of 1, 2 or 3 axes;
-    `connectivity` as `label_cells`. The run-based labelling of ext/_regions.pyx
-    (skimage.measure.label(labels, background=0) computes the same partition).
-    """
-    labels = check_labels(labels)
-    if not 1 <= labels.ndim <= 3:
-        raise ValueError(f"labels must have 1, 2 or 3 axes, got shape {labels.shape}")
-    _structure(labels.ndim, connectivity)  # validates
-    volume = np.ascontiguousarray(labels.reshape((1,) * (3 - labels.ndim) + labels.shape))
-    regions = np.zeros(volume.shape, np.int32)
-    _regions.split_regions(volume, connectivity or labels.ndim, regions)
-    return regions.reshape(labels.shape)
-
-
-def border_crossings(regions, connectivity=None):
-    """Which regions cross which image borders into their mirror image.
-
-    Mirrored beyond its border (numpy's "reflect": the edge sample not repeated), an image
-    shows a copy of each region beyond each border. A region crosses the border at the low
-    end of axis a when it holds neighbouring pixels at indices 0 and 1 along a: its copy
-    beyond that border is then connected to it (the pixel at -1 mirrors the one at 1).
-    Otherwise the copy is a region of its own. The high end likewise, with indices L - 1
-    and L - 2; an axis of length 1 is crossed at both ends (its copies are one region).
-
-    Parameters
-    ----------
-    regions : int array of 1, 2 or 3 axes
-        Connected regions numbered 1..n (0 = background), e.g. from `split_regions`.
-    connectivity : int or None
-        As `label_cells`, the one `regions` was split with.
-
-    Returns
-    -------
-    (n + 1,) uint8: bit 2 a for the low end of axis a, bit 2 a + 1 for its high end,
-    axis 0 = regions' first axis; entry 0 (background) is 0.
-    """
-    regions = np.asarray(regions)
-    structure = _structure(regions.ndim, connectivity)  # validates
-    crossings = np.zeros(int(regions.max(initial=0)) + 1, np.uint8)
-    centre = (1,) * regions.ndim
-    for axis, length in enumerate(regions.shape):
-        if length == 1:
-            crossings[1:] |= 3 << (2 * axis)
-            continue
-        for bit, (edge, inner) in enumerate([(0, 1), (length - 1, length - 2)]):
-            on_edge, next_to_it = regions.take(edge, axis=axis), regions.take(inner, axis=axis)
-            # every neighbour of an edge pixel one step inside: offsets along the other axes
-            for offset in np.argwhere(structure.take(0, axis=axis)) - np.delete(centre, axis):
-                a = tuple(slice(max(-d, 0), n - max(d, 0)) for d, n in zip(offset, on_edge.shape))
-                b = tuple(slice(max(d, 0), n + min(d, 0)) for d, n in zip(offset, on_edge.shape))
-                same = (on_edge[a] == next_to_it[b]) & (on_edge[a] > 0)
-                crossings[on_edge[a][same]] |= 1 << (2 * axis + bit)
-    return crossings

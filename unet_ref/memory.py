@@ -10,7 +10,9 @@ are upper bounds of what benchmarks/test_tiling.py and benchmarks/test_model.py 
 import math
 import os
 
-__all__ = ["tile_bytes", "check_memory", "DEFAULT_MEMORY_BUDGET"]
+from unet_ref.reference import weight_context
+
+__all__ = ["tile_bytes", "check_memory", "check_label_region", "DEFAULT_MEMORY_BUDGET"]
 
 # Activation memory allowed for one batch of tiles (bytes) when choosing the prediction tile:
 # the paper's network (64 base filters) then takes ~700 px tiles, one with 16 base filters
@@ -48,3 +50,24 @@ def check_memory(tile_shape, base_filters, in_channels, batch_size=1, *, trainin
                          f"{batch_size} needs about {needed / 2**30:,.0f} GiB for "
                          f"{'a training step' if training else 'its activations'}; this machine has "
                          f"{available / 2**30:,.0f} GiB: use a smaller {what}")
+
+
+# bytes per voxel of a training tile's label region: its cell ids (int64), the weight
+# kernel's distances and labels, and the positions of one row, with headroom
+_REGION_BYTES_PER_VOXEL = 64
+
+
+def check_label_region(output_shape, spacing, w0, sigma):
+    """ValueError, before anything is allocated, if the label region of a training tile
+    (the output crop plus the weight map's context band, `weight_context(w0, sigma)` in
+    the units of `spacing`) needs more memory than this machine has: a spacing in the wrong
+    units, such as (1e-30, 1, 1), asks for a band of 10^31 px."""
+    spacing = spacing or (1.0,) * len(output_shape)
+    band = [math.ceil(weight_context(w0, sigma) / s) for s in spacing]
+    needed = math.prod(m + 2 * b for m, b in zip(output_shape, band)) * _REGION_BYTES_PER_VOXEL
+    available = _physical_memory()
+    if available and needed > available:
+        raise ValueError(f"spacing {tuple(spacing)} makes the weight map's context band {tuple(band)} px per axis "
+                         f"(sigma sqrt(2 ln(w0 / 1e-6)) = {weight_context(w0, sigma)} in the units of spacing), "
+                         f"about {needed / 2**30:,.3g} GiB per training tile; this machine has "
+                         f"{available / 2**30:,.0f} GiB: give spacing relative to the finest axis (e.g. 5,1,1)")

@@ -124,7 +124,7 @@ def train(config, callbacks=()):
     # (B, n, n, 1) float32 tiles, (B, m, m) int32 labels, (B, m, m) float32 weights; in 3-D (B, z, n, n, 1) ...
     tiles = dict(tile_size=tile_shape(config), depth=config.depth, pool_sizes=config.pool_sizes,
                  batch_size=config.batch_size, w0=config.w0, sigma=config.sigma, spacing=config.spacing,
-                 class_balance=config.class_balance)
+                 class_balance=config.class_balance, sampler=config.sampler)
     train_data = make_dataset(train_images, train_labels, augment=True, seed=config.seed, **tiles)
     val_data = make_dataset(val_images, val_labels, augment=False, seed=config.seed + 1, **tiles)
 

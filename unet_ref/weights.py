@@ -14,7 +14,6 @@ it is exact and linear are at the top of ext/_d1d2.pyx and in `d1_d2`'s Notes.
 This module does the validation, dtype, spacing and memory-layout handling; the kernel only
 sees a C-contiguous (N0, N1, N2) label image with labels >= 0 (a 2-D image as (H, 1, W)).
 """
-import math
 import numbers
 import os
 
@@ -24,7 +23,7 @@ from unet_ref import _d1d2
 from unet_ref.checks import check_int, check_real, check_spacing
 from unet_ref.masks import cells_from_mask, check_labels, label_cells
 
-__all__ = ["d1_d2", "weight_map", "balanced_class_weights", "weight_context"]
+__all__ = ["d1_d2", "weight_map", "balanced_class_weights"]
 
 # the column pass stores distances along axis 0 as int32
 MAX_SIDE = 2**20
@@ -301,14 +300,3 @@ def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="bal
             sigma=float(sigma), border_all=border == "all", num_threads=num_threads, start=start)
     return w
 
-
-def weight_context(w0=10.0, sigma=5.0, tolerance=1e-6):
-    """How far (in the units of sigma) the border term reaches: beyond
-    sigma sqrt(2 ln(w0 / tolerance)) it is below `tolerance` (29 px for w0 = 10, sigma = 5).
-
-    A block's weight map computed with this much context around it equals the whole
-    image's to `tolerance`: every pixel whose border term exceeds it has both its nearest
-    cells within that distance."""
-    if w0 <= tolerance:
-        return 0
-    return math.ceil(sigma * math.sqrt(2.0 * math.log(w0 / tolerance)))
