@@ -12,7 +12,8 @@ from skimage.io import imread
 
 from unet_ref import reference
 from unet_ref.masks import label_cells
-from unet_ref.weights import _kernel, balanced_class_weights, d1_d2, weight_map
+from unet_ref.fast.d1d2 import nearest_two
+from unet_ref.weights import balanced_class_weights, d1_d2, weight_map
 
 INT_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]
 EIGHT = np.ones((3, 3), bool)  # 8-connectivity, the notebook's (skimage's default in 2-D)
@@ -136,7 +137,7 @@ def test_row_pass_scans_at_most_four_positions_per_pixel(layout, side):
     # visited O(W^2 / cell width) columns per row on these layouts
     for labels in (layout(side, side), layout(side, side).T):
         d1, d2 = (np.empty_like(labels, dtype=np.float32) for _ in range(2))  # same layout
-        work = _kernel(labels, d1=d1, d2=d2, num_threads=2)
+        work = nearest_two(labels, d1=d1, d2=d2, num_threads=2)
         assert work <= 4 * labels.size
 
 
@@ -482,7 +483,7 @@ def test_each_3d_pass_scans_at_most_four_positions_per_voxel(layout):
     labels = np.stack([layout(48, 48)] * 4 + [layout(48, 48).T] * 4)  # (8, 48, 48)
     for volume in (labels, labels.transpose(1, 0, 2).copy(), labels.transpose(2, 1, 0).copy()):
         d1, d2 = (np.empty(volume.shape, np.float32) for _ in range(2))
-        work = _kernel(volume, d1=d1, d2=d2, spacing=(1.0, 1.0, 1.0), num_threads=2)
+        work = nearest_two(volume, d1=d1, d2=d2, spacing=(1.0, 1.0, 1.0), num_threads=2)
         assert work <= 2 * 4 * volume.size  # two passes after the column pass
         assert_bit_identical((d1, d2), reference.d1_d2(volume))
 
@@ -556,3 +557,22 @@ def test_d1_d2_rejects_bad_labels(labels, error, match):
 def test_weight_map_rejects_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         weight_map(**kwargs)
+
+
+@settings(max_examples=200, deadline=None)
+@given(label_images(max_side=14))
+def test_the_kernels_idea_in_plain_python_equals_the_kernel(labels):
+    # unet_ref.one_pass: the two nearest distinct labels per column, then the row minima
+    from unet_ref import one_pass
+
+    assert_bit_identical(one_pass.d1_d2(labels), d1_d2(labels))
+    assert_bit_identical(one_pass.d1_d2(labels), reference.d1_d2(labels))
+
+
+def test_the_kernels_idea_keeps_two_labels_per_column_by_hand():
+    # column of 1, 1, 0, 2, 3: the pixel at index 2 has 1 (1 px up) and 2 (1 px down), not 3
+    from unet_ref import one_pass
+
+    labels = np.array([[1], [1], [0], [2], [3]])
+    d1, d2 = one_pass.d1_d2(labels)
+    assert d1.ravel().tolist() == [0, 0, 1, 0, 0] and d2.ravel().tolist() == [3, 2, 1, 1, 1]

@@ -3,24 +3,22 @@
     w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))^2 / (2 sigma^2))
 
 w_c balances the class frequencies; the second term makes the network learn the thin
-membrane between touching cells. d1 is the distance to the nearest cell, d2 to the
-second-nearest. The original notebook (and unet_ref.reference, the oracle) runs one
-Euclidean distance transform per cell; here the Cython kernel ext/_d1d2.pyx finds the two
-nearest distinct cells of every pixel (or voxel: 2-D and 3-D, with a spacing per axis) in
-one separable pass, exactly: d1 and d2 are bit-identical in float32 to the per-cell
-reference (within 1 float32 ulp for non-integer spacings). The algorithm and the proof that
-it is exact and linear are at the top of ext/_d1d2.pyx and in `d1_d2`'s Notes.
+membrane between touching cells. d1 is the distance to the border of the nearest cell, d2
+to the border of the second nearest. The original notebook (and `unet_ref.reference`, the
+definition) runs one Euclidean distance transform per cell; here the Cython kernel
+ext/_d1d2.pyx finds the two nearest distinct cells of every pixel (or voxel: 2-D and 3-D,
+with a spacing per axis) in one separable pass, exactly: d1 and d2 are bit-identical in
+float32 to the per-cell reference (within 1 float32 ulp for non-integer spacings).
 
-This module does the validation, dtype, spacing and memory-layout handling; the kernel only
-sees a C-contiguous (N0, N1, N2) label image with labels >= 0 (a 2-D image as (H, 1, W)).
+This module checks the arguments and evaluates the formula's inputs; `unet_ref.fast.d1d2`
+hands the labels to the kernel in the layout it takes.
 """
 import numbers
-import os
 
 import numpy as np
 
-from unet_ref import _d1d2
-from unet_ref.checks import check_int, check_real, check_spacing
+from unet_ref.checks import check_real, check_spacing
+from unet_ref.fast.d1d2 import empty_output, nearest_two
 from unet_ref.masks import cells_from_mask, check_labels, label_cells
 
 __all__ = ["d1_d2", "weight_map", "balanced_class_weights"]
@@ -40,65 +38,6 @@ def _as_labels(labels, name="labels"):
     if max(labels.shape) > MAX_SIDE:
         raise ValueError(f"{name} has shape {labels.shape}; the kernel supports sides up to {MAX_SIDE}")
     return check_labels(labels, name)
-
-
-def _kernel_spacing(spacing, shape):
-    """The spacing as the kernel takes it: int64 where every squared distance is an exact
-    integer the envelope arithmetic can carry, float64 (scipy's expression) otherwise.
-
-    Exact while the largest f = g + (s q)^2 of an envelope, below sum_k (s_k n_k)^2, stays
-    under 2^53 (so that float64 holds it exactly, as scipy's does) and its products with
-    position gaps under 2^62 (int64)."""
-    if all(v.is_integer() for v in spacing):
-        ints = [int(v) for v in spacing]
-        f_max = sum((v * n) ** 2 for v, n in zip(ints, shape))
-        if f_max < 2**53 and f_max * max(shape) < 2**62:
-            return np.array(ints, np.int64)
-    return np.array(spacing, np.float64)
-
-
-def _kernel(labels, d1=None, d2=None, w=None, spacing=None, wc=(1.0, 1.0), w0=0.0, sigma=1.0,
-            border_all=True, num_threads=None, start=None):
-    """Run the kernel on contiguous memory, filling the outputs (in the input's layout, of
-    the labels' ndim) on the window of their shape at `start` of `labels`. Returns the
-    number of positions the envelopes scanned (the linear bound of ext/_d1d2.pyx, tested)."""
-    threads = _available_cores() if num_threads is None else check_int(num_threads, "num_threads", minimum=1)
-    ndim = labels.ndim
-    spacing = check_spacing(None, ndim) if spacing is None else spacing
-    start = (0,) * ndim if start is None else tuple(start)
-    outs = [d1, d2, w]
-    if _runs_transposed(labels, spacing):
-        labels, outs = labels.T, [None if a is None else a.T for a in outs]
-        spacing, start = spacing[::-1], start[::-1]
-    labels = np.ascontiguousarray(labels)
-    if ndim == 2:  # (H, W) -> (H, 1, W): the pass along the middle axis is skipped
-        labels = labels[:, None, :]
-        outs = [None if a is None else a[:, None, :] for a in outs]
-        spacing, start = (spacing[0], 1.0, spacing[1]), (start[0], 0, start[1])
-    return _d1d2._nearest_two(labels, *outs, _kernel_spacing(spacing, labels.shape), wc[0], wc[1], w0,
-                              sigma, border_all, threads, np.array(start, np.intp))
-
-
-def _available_cores():
-    # the cores this process may run on (a container or taskset may allow fewer than exist)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _runs_transposed(labels, spacing):
-    """Fortran order: the distances of the transpose are the transpose of the distances, so
-    the kernel runs on the (C-contiguous) transpose instead of a copy. Only where the order
-    of the axes cannot change the float64 sums (scipy adds axis 0's term first): in 2-D
-    (a + b == b + a) and on the exact integer path."""
-    return (not labels.flags.c_contiguous and labels.flags.f_contiguous
-            and (labels.ndim == 2 or _kernel_spacing(spacing, labels.shape).dtype == np.int64))
-
-
-def _empty_like(labels, spacing, shape=None):
-    order = "F" if _runs_transposed(labels, spacing) else "C"
-    return np.empty(labels.shape if shape is None else shape, dtype=np.float32, order=order)
 
 
 def _window(window, shape):
@@ -151,23 +90,15 @@ def d1_d2(labels, *, spacing=None, num_threads=None):
     -----
     The definition is the per-object reference (`unet_ref.reference.d1_d2`: one
     `scipy.ndimage.distance_transform_edt(labels != k, sampling=spacing)` per object k,
-    sorted along k), computed in one separable pass per axis. The first pass keeps, per
-    pixel, the two nearest *distinct* labels on its line along axis 0 with their squared
-    distances, (l1, g1) and (l2, g2). Each further pass takes
-    d1^2(x) = min_x' s^2 (x - x')^2 + g1(x') along its axis with a lower envelope of
-    parabolas, which also gives the nearest label L1. Two labels per line are enough: d2 is
-    the distance to the nearest pixel whose label is not L1, and at x' that pixel is (l1,
-    g1) if l1(x') != L1 and (l2, g2) otherwise, since l2 is the nearest label != l1 there.
-    So d2^2(x) = min_x' s^2 (x - x')^2 + (g1(x') if l1(x') != L1 else g2(x')), and the
-    triple (L1, d1^2, d2^2) means the same one dimension up; if two objects tie for the
-    nearest, d2 = d1 whichever is called L1. Each pass is linear on every input.
+    sorted along k), computed in one separable pass per axis that keeps, per pixel, the
+    nearest label, d1^2 and d2^2 (the algorithm and the proof that it is exact and linear:
+    ext/_d1d2.pyx; written out in Python: `unet_ref.one_pass`).
 
     With integer spacings (the default) squared distances are integers, computed exactly
     in int64, and the output is float32(sqrt(float64)): bit-identical to the reference.
-    With other spacings they are computed in float64 the way scipy computes them (the terms
-    fl(fl(dk * s_k)^2) added in the order of the axes); scipy's feature transform and this
-    kernel may then pick different features among those within float64 rounding of each
-    other, so the result is within 1 float32 ulp of the reference (nearly always equal).
+    With other spacings they are computed in float64 the way scipy computes them; scipy's
+    feature transform and the kernel may then pick different features among those within
+    float64 rounding of each other, so the result is within 1 float32 ulp of the reference.
 
     Examples
     --------
@@ -182,8 +113,8 @@ def d1_d2(labels, *, spacing=None, num_threads=None):
     """
     labels = _as_labels(labels)
     spacing = check_spacing(spacing, labels.ndim)
-    d1, d2 = _empty_like(labels, spacing), _empty_like(labels, spacing)
-    _kernel(labels, d1=d1, d2=d2, spacing=spacing, num_threads=num_threads)
+    d1, d2 = empty_output(labels, spacing), empty_output(labels, spacing)
+    nearest_two(labels, d1=d1, d2=d2, spacing=spacing, num_threads=num_threads)
     return d1, d2
 
 
@@ -246,10 +177,7 @@ def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="bal
         Pixel (voxel) size along each axis, e.g. (3, 1, 1) for anisotropic stacks; see
         `d1_d2`. d1, d2 and sigma are in these units.
     num_threads : int or None, default None
-        OpenMP threads for the kernel; None uses every core the process may run on. Pass
-        1 where the caller is parallel already (the training pipeline computes one weight
-        map per sample in parallel workers) or on a busy machine, where extra threads
-        wait for cores (see benchmarks/).
+        OpenMP threads for the kernel, as in `d1_d2`.
 
     Returns
     -------
@@ -295,8 +223,8 @@ def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="bal
                 f"pair of finite numbers, got {class_weights!r}"
             )
     start, shape = _window(window, labels.shape)
-    w = _empty_like(labels, spacing, shape)
-    _kernel(labels, w=w, spacing=spacing, wc=(float(wc[0]), float(wc[1])), w0=float(w0),
-            sigma=float(sigma), border_all=border == "all", num_threads=num_threads, start=start)
+    w = empty_output(labels, spacing, shape)
+    nearest_two(labels, w=w, spacing=spacing, wc=(float(wc[0]), float(wc[1])), w0=float(w0), sigma=float(sigma),
+                border_all=border == "all", num_threads=num_threads, start=start)
     return w
 
