@@ -126,6 +126,8 @@ def test_bad_arguments_raise_clear_errors(data):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="batch_size"):
         make_dataset(images, labels, tile_size=44, depth=1, batch_size=0)
+    with pytest.raises(ValueError, match="context band"):  # before any tile is made
+        TileSampler(images, labels, 44, 1, spacing=(1e-30, 1.0))
 
 
 @pytest.mark.parametrize("w0, class_balance", [(10.0, True), (0.0, True), (0.0, False)])

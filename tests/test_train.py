@@ -271,7 +271,8 @@ def test_a_tiny_3d_unet_overfits_one_synthetic_volume_below_the_all_cell_error()
 
 
 def test_3d_settings_are_checked_before_tensorflow_loads():
-    from unet_ref.config import parse_pool_sizes, tile_shape
+    from unet_ref.config import tile_shape
+    from unet_ref.settings import parse_pool_sizes
 
     config = resolve_config("tutorial3d")
     assert config.ndim == 3 and tile_shape(config) == (36, 60, 60)
@@ -306,7 +307,7 @@ def test_no_setting_holds_numbers_as_text():
 
 
 def test_the_spacing_setting_reaches_the_weight_map_units():
-    from unet_ref.config import parse_spacing
+    from unet_ref.settings import parse_spacing
 
     assert parse_spacing("") is None and parse_spacing("5,1,1") == (5.0, 1.0, 1.0)
     assert resolve_config("tutorial3d", {"spacing": (2, 1, 1)}).spacing == (2.0, 1.0, 1.0)
@@ -315,6 +316,9 @@ def test_the_spacing_setting_reaches_the_weight_map_units():
             resolve_config("tutorial3d", {"spacing": spacing})
     with pytest.raises(ValueError, match="numbers separated by commas"):
         parse_spacing("5;1;1")
+    # a spacing in the wrong units: a context band of 10^31 sections, refused before anything is allocated
+    with pytest.raises(ValueError, match=r"context band \(2\.9e\+31, 29, 29\) px per axis"):
+        resolve_config("tutorial3d", {"spacing": (1e-30, 1, 1)})
 
 
 def test_a_config_json_of_an_earlier_version_with_settings_as_text_is_read_as_values(tmp_path):

@@ -6,124 +6,19 @@ command line reads it from text (`parse`) and which values it accepts (`check`).
 values are Python values (ints, floats, tuples), never text: the command line parses its
 flags once, and `check_config` checks a configuration field by field, then across fields
 (pooling factors per axis, the size arithmetic, memory, the data path), all before
-TensorFlow is imported. The resolved configuration is saved as a run's `config.json`
+TensorFlow is imported. How each kind of setting is read and checked: `unet_ref.settings`. The resolved configuration is saved as a run's `config.json`
 (`unet_ref.runs`).
 """
 import dataclasses
 import os
 
-from unet_ref.checks import check_int, check_real, check_spacing
+from unet_ref.checks import check_spacing
 from unet_ref.loss import DEFAULT_LEARNING_RATES
-from unet_ref.memory import check_memory
+from unet_ref.memory import check_label_region, check_memory
+from unet_ref.settings import boolean, choice, integer, per_axis_reals, per_level, real, text
 from unet_ref.sizes import output_size, pool_factors
 
-__all__ = ["TrainConfig", "PRESETS", "resolve_config", "check_config", "config_from_json", "tile_shape",
-           "parse_pool_sizes", "parse_spacing", "parse_boolean"]
-
-
-# --- kinds of settings: how each is read from the command line and checked -------------------
-
-
-def setting(default, help, *, parse, check, choices=None, metavar=None):
-    """A TrainConfig field: default, help, `parse` (text -> value, for the command line) and
-    `check` ((value, name) -> the value as stored, or TypeError / ValueError naming it)."""
-    return dataclasses.field(default=default, metadata=dict(help=help, parse=parse, check=check, choices=choices,
-                                                            metavar=metavar))
-
-
-def integer(default, help, minimum=None, maximum=None):
-    return setting(default, help, parse=int, check=lambda value, name: check_int(value, name, minimum, maximum))
-
-
-def real(default, help, **bounds):
-    def check(value, name):  # None where the default is None: "chosen by the trainer"
-        return None if value is None and default is None else check_real(value, name, **bounds)
-    return setting(default, help, parse=float, check=check)
-
-
-def parse_boolean(text):
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected true or false, got {text!r}")
-
-
-def _check_boolean(value, name):
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be true or false, got {value!r}")
-    return value
-
-
-def boolean(default, help):
-    return setting(default, help, parse=parse_boolean, check=_check_boolean, metavar="{true,false}")
-
-
-def choice(default, help, choices):
-    def check(value, name):
-        if value not in choices:
-            raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-        return value
-    return setting(default, help, parse=str, check=check, choices=choices)
-
-
-def _check_text(value, name):
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a string, got {value!r}")
-    return value
-
-
-def text(default, help):
-    return setting(default, help, parse=str, check=_check_text)
-
-
-def parse_pool_sizes(text):
-    """The command line's pooling factors: "" -> None (2 everywhere), "1x2x2,2x2x2" ->
-    ((1, 2, 2), (2, 2, 2)), "2,2" -> (2, 2): one entry per level, an int or one per axis.
-
-    >>> parse_pool_sizes("1x2x2,2")
-    ((1, 2, 2), 2)
-    """
-    if not text.strip():
-        return None
-    try:
-        levels = tuple(tuple(int(p) for p in level.split("x")) for level in text.replace(" ", "").split(","))
-    except ValueError:
-        raise ValueError(f"pool_sizes must be factors per level separated by commas, each one int or one per axis "
-                         f"joined by x (e.g. '1x2x2,2x2x2'), got {text!r}") from None
-    return tuple(level[0] if len(level) == 1 else level for level in levels)
-
-
-def _check_pool_sizes(value, name):
-    # one entry per level, an int or ints per axis; the axes and depth are checked across fields
-    if value is None:
-        return None
-    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
-        raise TypeError(f"{name} must be None or one entry per level, e.g. ((1, 2, 2), (2, 2, 2)), got {value!r}")
-    return tuple(tuple(level) if isinstance(level, (tuple, list)) else level for level in value)
-
-
-def parse_spacing(text):
-    """The command line's spacing: "" -> None, "5,1,1" -> (5.0, 1.0, 1.0).
-
-    >>> parse_spacing("5, 1, 1")
-    (5.0, 1.0, 1.0)
-    """
-    if not text.strip():
-        return None
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise ValueError(f"spacing must be numbers separated by commas (e.g. '5,1,1'), got {text!r}") from None
-
-
-def _check_spacing(value, name):
-    if value is None:
-        return None
-    return check_spacing(value, len(value) if isinstance(value, (tuple, list)) else 1)
-
-
-# --- the configuration ---------------------------------------------------------------------
+__all__ = ["TrainConfig", "PRESETS", "resolve_config", "check_config", "config_from_json", "tile_shape"]
 
 
 @dataclasses.dataclass
@@ -149,10 +44,10 @@ class TrainConfig:
     base_filters: int = integer(64, "filters of the first level (paper: 64), doubled per level", minimum=1)
     depth: int = integer(4, "number of max-pooling levels (paper: 4)", minimum=1, maximum=16)
     dropout: float = real(0.5, "dropout rate at the end of the contracting path (paper: 0.5)", minimum=0, below=1)
-    pool_sizes: tuple = setting(None, "max-pooling factors per level, comma separated, each one int or one per axis "
-                                      "joined by x, e.g. 1x2x2,1x2x2,2x2x2 (z, y, x) for EM stacks whose sections "
-                                      "are thicker than a pixel; as many levels as depth; empty = 2 on every axis "
-                                      "(paper)", parse=parse_pool_sizes, check=_check_pool_sizes)
+    pool_sizes: tuple = per_level(None, "max-pooling factors per level, comma separated, each one int or one per axis "
+                                        "joined by x, e.g. 1x2x2,1x2x2,2x2x2 (z, y, x) for EM stacks whose sections "
+                                        "are thicker than a pixel; as many levels as depth; empty = 2 on every axis "
+                                        "(paper)")
     batch_norm: bool = boolean(False, "batch normalisation before every ReLU (the 3-D U-Net of Cicek et al.; the 2-D "
                                       "paper has none)")
     # training tiles (input size; the output is output_size(tile_size, depth))
@@ -165,9 +60,9 @@ class TrainConfig:
     # weight map
     w0: float = real(10.0, "weight map border weight w0 (paper: 10; 0 = no border term)", minimum=0)
     sigma: float = real(5.0, "weight map border width sigma in px (paper: 5), or in the units of spacing", above=0)
-    spacing: tuple = setting(None, "pixel (voxel) spacing per axis for the weight map's distances, comma separated, "
-                                   "e.g. 5,1,1 for sections 5 times thicker than a pixel; empty = 1 on every axis",
-                             parse=parse_spacing, check=_check_spacing)
+    spacing: tuple = per_axis_reals(None, "pixel (voxel) spacing per axis for the weight map's distances, comma "
+                                          "separated, e.g. 5,1,1 for sections 5 times thicker than a pixel; empty = 1 "
+                                          "on every axis")
     class_balance: bool = boolean(True, "w_c balances the class frequencies (paper); false: w_c = 1 (with w0 0: no "
                                         "weighting at all)")
     # optimiser
@@ -242,6 +137,8 @@ def check_config(config):
     except ValueError as error:
         raise ValueError(f"tile_size{' / tile_depth' if config.ndim == 3 else ''}: {error}") from None
     check_memory(tile_shape(config), config.base_filters, 1, config.batch_size, training=True)
+    check_label_region(output_size(tile_shape(config), config.depth, config.pool_sizes), config.spacing, config.w0,
+                       config.sigma)
     if config.predict_tile_size:
         output_size((config.predict_tile_size,) * config.ndim, config.depth, config.pool_sizes)
         check_memory((config.predict_tile_size,) * config.ndim, config.base_filters, 1, what="predict_tile_size")

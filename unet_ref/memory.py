@@ -67,7 +67,8 @@ def check_label_region(output_shape, spacing, w0, sigma):
     needed = math.prod(m + 2 * b for m, b in zip(output_shape, band)) * _REGION_BYTES_PER_VOXEL
     available = _physical_memory()
     if available and needed > available:
-        raise ValueError(f"spacing {tuple(spacing)} makes the weight map's context band {tuple(band)} px per axis "
+        raise ValueError(f"spacing {tuple(spacing)} makes the weight map's context band "
+                         f"({', '.join(f'{b:.3g}' for b in band)}) px per axis "
                          f"(sigma sqrt(2 ln(w0 / 1e-6)) = {weight_context(w0, sigma)} in the units of spacing), "
                          f"about {needed / 2**30:,.3g} GiB per training tile; this machine has "
                          f"{available / 2**30:,.0f} GiB: give spacing relative to the finest axis (e.g. 5,1,1)")
