@@ -21,7 +21,6 @@ Measured (2 cores, no GPU, shared, load 3-11), default tile 700 for 512^2 (1 til
 (512), 543-572 / 1760-1894 (2048); tiled 4096^2: 692.
 """
 import functools
-import math
 import os
 import subprocess
 import sys
@@ -36,7 +35,7 @@ keras = pytest.importorskip("keras")
 from unet_ref.model import build_unet  # noqa: E402
 from unet_ref.sizes import margin, valid_input_size  # noqa: E402
 from unet_ref.images import mirror_pad  # noqa: E402
-from unet_ref.tiling import _n_tiles, choose_tile_size, predict_tiled  # noqa: E402
+from unet_ref.tiling import choose_tile_size, plan_tiles, predict_tiled  # noqa: E402
 
 BASE_FILTERS, DEPTH = 16, 4
 
@@ -113,7 +112,7 @@ def test_tiled_prediction_against_one_pass(benchmark, name, size):
         tile, tiles = (tile, tile), 1
     else:
         tile = (572, 572) if name == "tiled_572" else choose_tile_size(net, size, size)
-        tiles = math.prod(_n_tiles(size, t, DEPTH) for t in tile)
+        tiles = plan_tiles((size, size), tile, DEPTH).n_tiles
     benchmark.extra_info.update(tile=f"{tile[0]}x{tile[1]}", tiles=tiles, peak_MB=peak_mb(name, size))
     result = benchmark.pedantic(fn, args=(net, img), rounds=3, warmup_rounds=1)
     assert result.shape == (size, size, 2)

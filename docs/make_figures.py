@@ -392,12 +392,12 @@ def overlap_tile_figure():
 
     from unet_ref.sizes import margin, output_size
     from unet_ref.images import mirror_pad
-    from unet_ref.tiling import _n_tiles, _stride  # the tiler's own tile geometry
+    from unet_ref.tiling import plan_tiles  # the tiler's own tile geometry
 
     image, _ = isbi_pair(0)
     depth, tile = 4, 572
-    m, out, stride = margin(depth), output_size(tile, depth), _stride(tile, depth)
-    counts = [_n_tiles(n, tile, depth) for n in image.shape]
+    plan = plan_tiles(image.shape, (tile, tile), depth)
+    m, out, stride, counts = margin(depth), output_size(tile, depth), plan.stride[0], plan.count
     h, w = image.shape
     padded = mirror_pad(image, (m, m), (m, m))  # the context every border pixel sees
     box = dict(facecolor="black", alpha=0.6, pad=2, edgecolor="none")
@@ -495,7 +495,7 @@ def seams_figure():
     their difference."""
     from unet_ref.model import unet_depth
     from unet_ref.sizes import output_size, valid_input_size
-    from unet_ref.tiling import _stride, predict_tiled  # the tiler's own tile geometry
+    from unet_ref.tiling import plan_tiles, predict_tiled  # the tiler's own tile geometry
 
     model = tutorial_run()
     depth = unet_depth(model)
@@ -508,7 +508,8 @@ def seams_figure():
         cells.append(cell)
         show(ax, cell, f"P(cell), {tile} px tiles ({output_size(tile, depth)} px outputs)", cmap="viridis", vmin=0,
              vmax=1)
-        for origin in range(_stride(tile, depth), max(image.shape), _stride(tile, depth)):
+        stride = plan_tiles(image.shape, (tile, tile), depth).stride[0]
+        for origin in range(stride, max(image.shape), stride):
             ax.axhline(origin - 0.5, color="white", lw=0.6, ls="--")
             ax.axvline(origin - 0.5, color="white", lw=0.6, ls="--")
         ax.set_xlim(-0.5, image.shape[1] - 0.5)

@@ -1,5 +1,6 @@
 # cython: language_level=3
-"""Connected regions of equal id: the relabelling of every training tile (unet_ref/masks.py).
+"""Connected regions of equal id, numbered once per training image (unet_ref/fast/cells.py,
+`split_regions`): what skimage.measure.label(labels, background=0) computes.
 
 `split_regions(labels, connectivity, out)` gives each connected region of equal non-zero
 id its own id 1..n, numbered in raster order of the regions' first voxels, and returns n.
@@ -20,10 +21,9 @@ a binary mask:
 3. the roots are numbered in run order (raster order), and the runs are written out.
 
 A voxel-by-voxel labelling (skimage.measure.label, scipy.ndimage.label on a mask)
-visits every voxel's 13 earlier neighbours; the runs of a tile's cells are tens of voxels
-long, so this does a few operations per run instead: 7 x faster than skimage's `label` on
-a 3-D training tile's label region (70 x 78 x 78), 5.5 x on a 2-D one (158 x 158). Equal to skimage.measure.label(labels, background=0, connectivity=...) as a
-partition (tests/test_masks.py).
+visits every voxel's 13 earlier neighbours; the runs of cells are tens of voxels long, so
+this does a few operations per run instead. Equal to skimage.measure.label(labels,
+background=0, connectivity=...) as a partition (tests/test_fast.py).
 """
 from libc.stdint cimport int32_t
 from libc.stdlib cimport free, malloc, realloc

@@ -5,9 +5,8 @@
  *
  * Why C: the sum is bound by the number of instructions (one multiply and one add per tap
  * in scalar code). With GCC's and Clang's vector extension a pair of taps takes one SSE2
- * instruction on every x86-64 (and one NEON instruction on ARM), which makes the whole
- * 3-D warp about a quarter faster. Other compilers get the scalar loop, which sums in the
- * same order, so the results are the same bits. Planes of weight 0 (an image, which is a
+ * instruction on every x86-64 (and one NEON instruction on ARM). Other compilers get the
+ * scalar loop, which sums in the same order, so the results are the same bits. Planes of weight 0 (an image, which is a
  * volume of one plane, or a position on a whole plane) are skipped. */
 #include <stddef.h>
 #include <string.h>

@@ -2,8 +2,9 @@
 """The hot loops of the elastic deformation: sampling an image or labels at warped
 positions with mirrored borders, for images and volumes alike.
 
-Validation and the spline prefilter live in unet_ref/augment.py (`warp`,
-`sample_positions`, `position_field`, `spline_coefficients`). Every loop works on volumes
+Validation and the spline prefilter live in unet_ref/fast/warp.py (`warp`,
+`position_field`, `spline_coefficients`) and unet_ref/fast/cells.py (`warp_cells`); the plain
+functions they accelerate are unet_ref/augment.py's `sample_positions` and `warp`. Every loop works on volumes
 (D, H, W); an image is a volume of one plane (D = 1), and its positions have two rows,
 (y, x), instead of three. Arrays are C-contiguous except explicit positions, which may be
 any view.
@@ -40,18 +41,16 @@ throughout, float32 only at the end):
 3. the 4 x 4 (x 4) coefficients around it, their indices mirrored again where the support
    leaves the image, weighted and summed (planes of weight 0 skipped: an image's single
    plane, a position on a whole plane) by ext/_taps.h, two taps along x at a time. Its sum
-   runs in another order than scipy's, so the doubles may differ in the last bits; the
-   float32 results were equal on every pixel of a 512 x 512 image and a 32 x 64 x 64
-   volume (tests/test_augment.py allows 1e-6).
+   runs in another order than scipy's, so the doubles may differ in the last bits
+   (tests/test_fast.py compares the float32 results with scipy's to 1e-6).
 
 The sampling loops check that every position is finite (they return False or a status
 otherwise, and `warp` raises), so a NaN never becomes an index.
 
-Why not scipy: map_coordinates is generic (any rank, order, mode and dtype) and spends
-about 45 ns per pixel on a 188 px tile and 210 ns per voxel on a 3-D tile; these loops,
-specialised to order 3 and the mirror mode, spend a quarter of that or less, which keeps
-the training-data pipeline ahead of the model (benchmarks/test_pipeline.py,
-benchmarks/test_3d_unet.py). The GIL is released, so tf.data's parallel calls run them
+Why not scipy: map_coordinates is generic (any rank, order, mode and dtype); these loops
+are specialised to order 3 and the mirror mode, which keeps the training-data pipeline
+ahead of the model (benchmarks/test_pipeline.py, benchmarks/test_3d_unet.py and the docs'
+performance page measure it). The GIL is released, so tf.data's parallel calls run them
 on every core.
 """
 from libc.math cimport fabs, fmod, isfinite

@@ -157,7 +157,7 @@ def test_progress_bar_can_be_forced_and_disabled(unet3, capsys):
 @pytest.mark.parametrize("kwargs, image, error, message", [
     ({"tile_size": 101}, (30, 30), ValueError, r"tile_size.*nearest valid input sizes are \d+ or \d+"),
     ({"tile_size": 92}, (30, 30), ValueError, "pooling grid"),
-    ({"tile_size": (100,)}, (30, 30), ValueError, "pair"),
+    ({"tile_size": (100,)}, (30, 30), ValueError, r"tile_size must be one number or 2 \(one per axis\)"),
     ({"tile_size": 100.0}, (30, 30), TypeError, "tile_size"),
     ({"batch_size": 0}, (30, 30), ValueError, "batch_size"),
     ({"memory_budget": -1}, (30, 30), ValueError, "memory_budget"),

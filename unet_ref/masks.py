@@ -50,7 +50,7 @@ def is_binary_mask(array):
         return True
     if not np.issubdtype(array.dtype, np.integer) or array.size == 0:
         return False
-    # min, max and two counts: a few vectorised passes, ~25 x faster than np.unique on a volume
+    # min, max and two counts: a few vectorised passes, where np.unique would sort the array
     low, high = array.min(), array.max()
     if low < 0 or (low != 0 and low != high):
         return False

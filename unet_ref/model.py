@@ -30,7 +30,7 @@ import types
 import keras
 from keras import layers
 
-from unet_ref.checks import check_int, check_real
+from unet_ref.checks import check_int, check_real, per_axis
 from unet_ref.sizes import margin, output_size, pool_factors
 
 __all__ = ["build_unet", "unet_depth", "unet_pool_sizes", "spatial_layers"]
@@ -115,7 +115,7 @@ def build_unet(base_filters=64, depth=4, n_classes=2, in_channels=1, dropout=0.5
 
     Mixed precision (``keras.mixed_precision.set_global_policy("mixed_float16")`` before
     building) is for GPUs: on a CPU without AVX-512 float16 convolutions fall back to slow
-    kernels (a paper-size training step took 3-15x longer; see benchmarks/test_model.py).
+    kernels (benchmarks/test_model.py measures a training step).
 
     Examples
     --------
@@ -139,9 +139,7 @@ def build_unet(base_filters=64, depth=4, n_classes=2, in_channels=1, dropout=0.5
     check_int(depth, "depth (the number of pool_sizes)", minimum=1)
     shape = (None,) * ndim
     if input_size is not None:
-        shape = tuple(input_size) if isinstance(input_size, (tuple, list)) else (input_size,) * ndim
-        if len(shape) != ndim:
-            raise ValueError(f"input_size must be an int or {ndim} ints, got {input_size!r}")
+        shape = per_axis(input_size, ndim, "input_size")
         output_size(shape, pool_sizes=pools)  # ValueError naming the nearest valid sizes
 
     # Shapes in comments: the paper's configuration, 572 x 572 x 1 input, 64 filters, depth 4.

@@ -17,14 +17,13 @@ margin = 4 S + 2 P_d px per side, and its valid input sizes are P_d apart; for p
 everywhere that is 6 * 2**depth - 4 and 2**depth.
 
 Every function takes a size as an int (the same on every axis; the answer is an int) or
-one size per axis (the answer is a tuple). The model, the training tiles, the
-overlap-tile predictor and the command line all take their sizes from these functions;
-nothing else repeats the arithmetic.
+one size per axis (the answer is a tuple). The model, the training tiles, the overlap-tile
+predictor and the command line all take their sizes from here.
 """
 import math
 import numbers
 
-from unet_ref.checks import check_int
+from unet_ref.checks import check_int, per_axis
 
 __all__ = ["output_size", "valid_input_size", "input_size_for_output", "margin", "is_valid_input_size",
            "pool_factors", "MAX_DEPTH"]
@@ -32,10 +31,6 @@ __all__ = ["output_size", "valid_input_size", "input_size_for_output", "margin",
 # The smallest valid input, 12 * 2**depth - 4 px (depth >= 2), fits a signed 64-bit integer
 # up to this depth; deeper networks have no input any array could hold.
 MAX_DEPTH = 59
-
-
-def _check_depth(depth):
-    return check_int(depth, "depth", minimum=0, maximum=MAX_DEPTH)
 
 
 def pool_factors(pool_sizes=None, depth=None, ndim=1):
@@ -51,32 +46,31 @@ def pool_factors(pool_sizes=None, depth=None, ndim=1):
     ((1, 2, 2), (2, 2, 2))
     """
     if pool_sizes is None:
-        depth = _check_depth(4 if depth is None else depth)
+        depth = check_int(4 if depth is None else depth, "depth", minimum=0, maximum=MAX_DEPTH)
         return ((2,) * ndim,) * depth
     if isinstance(pool_sizes, (str, bytes)) or not hasattr(pool_sizes, "__len__"):
         raise TypeError(f"pool_sizes must be None or one entry per level, got {pool_sizes!r}")
-    if depth is not None and _check_depth(depth) != len(pool_sizes):
+    if depth is not None and check_int(depth, "depth", minimum=0, maximum=MAX_DEPTH) != len(pool_sizes):
         raise ValueError(f"depth {depth} does not match pool_sizes, which has {len(pool_sizes)} levels: {pool_sizes!r}")
-    _check_depth(len(pool_sizes))
+    check_int(len(pool_sizes), "depth", maximum=MAX_DEPTH)
     levels = []
     for level, pool in enumerate(pool_sizes):
-        pool = (pool,) * ndim if isinstance(pool, numbers.Integral) and not isinstance(pool, bool) else pool
-        if isinstance(pool, (str, bytes)) or not hasattr(pool, "__len__") or len(pool) != ndim:
+        try:
+            pool = per_axis(pool, ndim, f"pool_sizes[{level}]")
+        except ValueError:
             what = "an int" if ndim == 1 else f"an int or {ndim} ints (one per axis)"
-            raise ValueError(f"pool_sizes[{level}] must be {what}, got {pool!r}")
+            raise ValueError(f"pool_sizes[{level}] must be {what}, got {pool!r}") from None
         levels.append(tuple(check_int(p, f"pool_sizes[{level}]", minimum=1) for p in pool))
     return tuple(levels)
 
 
 def _axes(size, name, depth, pool_sizes):
-    """(sizes, per-axis factors, scalar): `size` as a tuple of ints and, per axis, the
-    tuple of its pooling factors from the top level down."""
+    """(sizes, per-axis pooling factors from the top level down, scalar): `size` as a tuple
+    of ints, each axis's factors, and whether the answer is one int."""
     scalar = isinstance(size, numbers.Integral) and not isinstance(size, bool)
-    if scalar or isinstance(size, bool) or not isinstance(size, (tuple, list)):
+    if scalar or isinstance(size, bool) or not isinstance(size, (tuple, list)) or not size:
         sizes = (check_int(size, name, minimum=1),)
     else:
-        if not size:
-            raise ValueError(f"{name} must be an int or one int per axis, got {size!r}")
         sizes = tuple(check_int(n, name, minimum=1) for n in size)
     if scalar and isinstance(pool_sizes, (tuple, list)) and any(isinstance(p, (tuple, list)) for p in pool_sizes):
         raise ValueError(f"{name} is one int but pool_sizes gives a factor per axis ({pool_sizes!r}): "
@@ -128,16 +122,9 @@ def _smallest_bottom(pools):
 
 def _input_for_bottom(bottom, pools):
     """The input size whose bottom feature map is `bottom` px: undo "two convolutions, then
-    a max-pool by p" per level, n = P_d (bottom + 4) + 4 S (2**depth (bottom + 4) + 4 (2**depth - 1)
-    for p = 2)."""
+    a max-pool by p" per level, n = P_d (bottom + 4) + 4 S."""
     grid, total = _grid_and_sum(pools)
     return grid * (bottom + 4) + 4 * total
-
-
-def _bottom_at_most(size, pools):
-    """The largest bottom size whose input is <= size (may be below the smallest)."""
-    grid, total = _grid_and_sum(pools)
-    return (size - 4 * total) // grid - 4
 
 
 def _valid_at_or_above(size, pools):
@@ -160,14 +147,10 @@ def is_valid_input_size(input_size, depth=None, pool_sizes=None):
 
 def valid_input_size(size, depth=None, pool_sizes=None):
     """Smallest valid input size >= `size` (per axis) for a U-Net of `depth` max-pooling
-    levels (default 4) or with `pool_sizes`.
-
-    Closed form: the valid sizes are P_d (2**depth) apart (`_input_for_bottom`).
+    levels (default 4) or with `pool_sizes`; the valid sizes are P_d (2**depth) apart.
 
     >>> valid_input_size(500)
     508
-    >>> valid_input_size(572)
-    572
     >>> valid_input_size((20, 100, 100), pool_sizes=((1, 2, 2), (1, 2, 2), (2, 2, 2)))
     (34, 100, 100)
     """
@@ -178,15 +161,11 @@ def valid_input_size(size, depth=None, pool_sizes=None):
 def output_size(input_size, depth=None, pool_sizes=None):
     """Output size of the valid-convolution U-Net for `input_size` (an int: the same on every
     axis; or one size per axis, answered per axis), `depth` max-pools (default 4) or
-    `pool_sizes`.
-
-    Raises ValueError naming the nearest valid sizes when a max-pool would see a size that
-    is not a multiple of its factor or a feature map would shrink below one pixel.
+    `pool_sizes`. ValueError naming the nearest valid sizes when a max-pool would see a
+    size that is not a multiple of its factor or a feature map would shrink below 1 px.
 
     >>> output_size(572)
     388
-    >>> output_size(188, depth=4)
-    4
     >>> output_size((34, 132, 132), pool_sizes=((1, 2, 2), (1, 2, 2), (2, 2, 2)))
     (2, 44, 44)
     """
@@ -196,33 +175,32 @@ def output_size(input_size, depth=None, pool_sizes=None):
         out, reason = _output_or_reason(n, p)
         if out is None:
             above = _valid_at_or_above(n, p)
-            bottom = _bottom_at_most(n - 1, p)
+            grid, total = _grid_and_sum(p)
+            bottom = (n - 1 - 4 * total) // grid - 4  # the largest bottom whose input is below n
             below = _input_for_bottom(bottom, p) if bottom >= _smallest_bottom(p) else None
             nearest = f"{below} or {above}" if below else f"{above} (the smallest valid size)"
             where = "" if scalar else f" on axis {axis}"
             network = f"of depth {len(p)}" if pool_sizes is None else f"with pool factors {p}"
-            raise ValueError(
-                f"input size {n}{where} is not valid for a U-Net {network}: {reason}; "
-                f"the nearest valid input sizes are {nearest}"
-            )
+            raise ValueError(f"input size {n}{where} is not valid for a U-Net {network}: {reason}; "
+                             f"the nearest valid input sizes are {nearest}")
         outputs.append(out)
     return _answer(outputs, scalar)
 
 
 def margin(depth=None, pool_sizes=None):
     """Pixels lost on *each* side of the input: (input - output) / 2 = 4 S + 2 P_d, e.g. 92
-    for depth 4 (6 * 2**depth - 4 with p = 2). An int, or a tuple (one per axis) when
-    `pool_sizes` gives factors per axis.
+    for depth 4. An int, or a tuple (one per axis) when `pool_sizes` gives factors per axis.
 
     >>> margin(4)
     92
     >>> margin(pool_sizes=((1, 2, 2), (1, 2, 2), (2, 2, 2)))
     (16, 44, 44)
     """
-    per_axis = [p for p in (pool_sizes or ()) if isinstance(p, (tuple, list))]
-    levels = pool_factors(pool_sizes, depth, len(per_axis[0]) if per_axis else 1)
-    pools = tuple(zip(*levels)) if levels else ((),) * (len(per_axis[0]) if per_axis else 1)
-    return _answer([_margin(p) for p in pools], not per_axis)
+    per_axis_pools = [p for p in (pool_sizes or ()) if isinstance(p, (tuple, list))]
+    ndim = len(per_axis_pools[0]) if per_axis_pools else 1
+    levels = pool_factors(pool_sizes, depth, ndim)
+    pools = tuple(zip(*levels)) if levels else ((),) * ndim
+    return _answer([_margin(p) for p in pools], not per_axis_pools)
 
 
 def input_size_for_output(size, depth=None, pool_sizes=None):

@@ -16,7 +16,8 @@ Two steps: `plan_tiles` fixes the geometry (tile, output tile, stride and count 
 axis, the mirror padding, the tile origins), `predict_tiled` runs the batches and
 pastes the output tiles. Everything works per spatial axis, for images (H, W) and
 volumes (D, H, W) alike; the margin and the pooling grid of each axis come from the
-model's own pooling layers (`unet_ref.model.unet_pool_sizes`).
+model's own pooling layers (`unet_ref.model.unet_pool_sizes`). `choose_tile_size` (at the
+end) picks a default tile from a memory budget.
 
 Shapes: image (*S) or (*S, C); stack (N, *S[, C]); output (..., *S, n_classes), with
 S = (H, W) for a 2-D model and (D, H, W) for a 3-D one.
@@ -28,7 +29,7 @@ import math
 import numpy as np
 
 from unet_ref.augment import DIHEDRAL, dihedral, dihedral_inverse
-from unet_ref.checks import check_int
+from unet_ref.checks import check_int, per_axis
 from unet_ref.images import mirror_pad, normalize_image
 from unet_ref.masks import CELL_CLASS
 from unet_ref.memory import DEFAULT_MEMORY_BUDGET, check_memory, tile_bytes
@@ -38,44 +39,37 @@ __all__ = ["predict_tiled", "predict_cells", "plan_tiles", "TilePlan", "choose_t
 
 
 def _model_geometry(model):
-    """(ndim, depth, in_channels, n_classes, base_filters, pools) read from a built U-Net;
-    pools: per axis, the pooling factors of its levels."""
+    """(ndim, in_channels, n_classes, base_filters, pool_sizes) read from a built U-Net;
+    pool_sizes: the pooling factors of its levels, one per axis (`unet_pool_sizes`)."""
     from unet_ref.model import spatial_layers, unet_pool_sizes  # imports TensorFlow; only when predicting
 
     pool_sizes = unet_pool_sizes(model)
-    depth = len(pool_sizes)
     ndim = len(model.input_shape) - 2
     in_channels, n_classes = model.input_shape[-1], model.output_shape[-1]
     if in_channels is None or n_classes is None:
-        raise ValueError(
-            f"model must declare its channel counts, got input_shape={model.input_shape}, "
-            f"output_shape={model.output_shape}; build it with unet_ref.build_unet"
-        )
+        raise ValueError(f"model must declare its channel counts, got input_shape={model.input_shape}, "
+                         f"output_shape={model.output_shape}; build it with unet_ref.build_unet")
     convs = [layer for layer in model.layers if type(layer) is spatial_layers(ndim).conv]
     base_filters = convs[0].filters if convs else 64  # first 3x3 conv; else assume the paper's 64
-    return ndim, depth, in_channels, n_classes, base_filters, tuple(zip(*pool_sizes))
+    return ndim, in_channels, n_classes, base_filters, pool_sizes
 
 
-# The per-axis helpers below take the axis's pooling factors `pools` (one int per level);
-# None means 2 at each of `depth` levels (the paper).
+# The helpers below work along one axis, pooled by `axis_pools` (its factor at each level).
 
-def _stride(tile, depth, pools=None):
+def _stride(tile, axis_pools):
     """Output px between tile origins: the output size rounded down to the pooling grid."""
-    pools = (2,) * depth if pools is None else tuple(pools)
-    out = output_size(tile, pool_sizes=pools)
-    return out - out % math.prod(pools)
+    out = output_size(tile, pool_sizes=axis_pools)
+    return out - out % math.prod(axis_pools)
 
 
-def _n_tiles(length, tile, depth, pools=None):
+def _n_tiles(length, tile, axis_pools):
     """Tiles of input size `tile` needed along an axis of `length` px."""
-    pools = (2,) * depth if pools is None else tuple(pools)
-    return 1 + max(0, math.ceil((length - output_size(tile, pool_sizes=pools)) / _stride(tile, depth, pools)))
+    return 1 + max(0, math.ceil((length - output_size(tile, pool_sizes=axis_pools)) / _stride(tile, axis_pools)))
 
 
-def _smallest_tile(depth, pools=None):
+def _smallest_tile(axis_pools):
     """Smallest valid tile whose stride is at least one step of the pooling grid."""
-    pools = (2,) * depth if pools is None else tuple(pools)
-    return valid_input_size(math.prod(pools) + 2 * margin(pool_sizes=pools), pool_sizes=pools)
+    return valid_input_size(math.prod(axis_pools) + 2 * margin(pool_sizes=axis_pools), pool_sizes=axis_pools)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,65 +106,30 @@ class TilePlan:
 
 def plan_tiles(shape, tile, depth=None, pool_sizes=None):
     """The `TilePlan` of an image of spatial `shape` for input tiles `tile` (one valid
-    size per axis, e.g. from `choose_tile_size`) and a U-Net of `depth` max-pools of 2, or
-    with `pool_sizes` (one entry per level, as `unet_ref.sizes.pool_factors` reads it)."""
+    size per axis) and a U-Net of `depth` max-pools of 2, or with `pool_sizes` (one entry
+    per level, as `unet_ref.sizes.pool_factors` reads it)."""
     tile = tuple(int(t) for t in tile)
-    pools = tuple(zip(*pool_factors(pool_sizes, depth, len(tile)))) or ((),) * len(tile)  # per axis
+    axis_pools = tuple(zip(*pool_factors(pool_sizes, depth, len(tile)))) or ((),) * len(tile)
     return TilePlan(shape=tuple(int(n) for n in shape), tile=tile,
-                    output=tuple(output_size(t, pool_sizes=p) for t, p in zip(tile, pools)),
-                    stride=tuple(_stride(t, len(p), p) for t, p in zip(tile, pools)),
-                    count=tuple(_n_tiles(n, t, len(p), p) for n, t, p in zip(shape, tile, pools)),
-                    margin=tuple(margin(pool_sizes=p) for p in pools))
+                    output=tuple(output_size(t, pool_sizes=p) for t, p in zip(tile, axis_pools)),
+                    stride=tuple(_stride(t, p) for t, p in zip(tile, axis_pools)),
+                    count=tuple(_n_tiles(n, t, p) for n, t, p in zip(shape, tile, axis_pools)),
+                    margin=tuple(margin(pool_sizes=p) for p in axis_pools))
 
 
-def choose_tile_size(model, *shape, batch_size=1, memory_budget=DEFAULT_MEMORY_BUDGET):
-    """Input tile (one size per axis) for an image of spatial `shape` under a memory budget,
-    e.g. ``choose_tile_size(model, height, width)``.
-
-    The largest square (cubic) tile whose activations fit `memory_budget` bytes for
-    `batch_size` tiles fixes how many tiles each axis needs; then each side shrinks to
-    the smallest valid size that still covers the image with that many tiles (a 7 x 300
-    image gets a flat tile, a small image one tile just big enough).
-    """
-    ndim, depth, in_channels, _, base_filters, pools = _model_geometry(model)
-    if len(shape) != ndim:
-        raise ValueError(f"shape must give {ndim} sizes for a {ndim}-D model, got {shape}")
-    pixels = max(memory_budget // (tile_bytes((1,) * ndim, base_filters, in_channels) * batch_size), 1)
-    side = round(pixels ** (1 / ndim))  # the largest side with side**ndim <= pixels, exactly
-    side -= side**ndim > pixels
-
-    def shrink(length, p):  # smallest tile that needs no more tiles than the largest one that fits
-        n_max = _smallest_tile(depth, p)
-        while (n := valid_input_size(n_max + 1, pool_sizes=p)) <= side:  # valid sizes are P_d apart
-            n_max = n
-        n = _smallest_tile(depth, p)
-        while _n_tiles(length, n, depth, p) > _n_tiles(length, n_max, depth, p):
-            n = valid_input_size(n + 1, pool_sizes=p)
-        return n
-
-    return tuple(shrink(length, p) for length, p in zip(shape, pools))
-
-
-def _check_tile(tile_size, depth, ndim, pools=None):
+def _check_tile(tile_size, ndim, pool_sizes):
     """tile_size (int or one per axis) -> a tuple, each a valid input with stride > 0."""
-    tiles = (tile_size,) * ndim if np.ndim(tile_size) == 0 else tuple(tile_size)
-    if len(tiles) != ndim:
-        pair = "a (rows, cols) pair" if ndim == 2 else f"{ndim} sizes"
-        raise ValueError(f"tile_size must be an int or {pair}, got {tile_size!r}")
-    pools = pools or ((2,) * depth,) * ndim
-    for axis, (n, p) in enumerate(zip(tiles, pools)):
+    tiles = per_axis(tile_size, ndim, "tile_size")
+    for axis, (n, p) in enumerate(zip(tiles, zip(*pool_sizes))):
+        where = "" if ndim == 1 or len(set(tiles)) == 1 and len(set(pool_sizes)) == 1 else f" (axis {axis})"
         try:
             output_size(n, pool_sizes=p)
         except (TypeError, ValueError) as err:
-            where = "" if all(q == pools[0] for q in pools) else f" (axis {axis})"
             raise type(err)(f"tile_size{where}: {err}") from None
-        if _stride(n, depth, p) == 0:
-            network = f"of depth {depth}" if p == (2,) * depth else f"with pool factors {p} on axis {axis}"
-            raise ValueError(
-                f"tile_size {n} is too small for a U-Net {network}: its {output_size(n, pool_sizes=p)} px "
-                f"output is narrower than the {math.prod(p)} px pooling grid; use at least "
-                f"{_smallest_tile(depth, p)}"
-            )
+        if _stride(n, p) == 0:
+            raise ValueError(f"tile_size{where} {n} is too small for this U-Net: its {output_size(n, pool_sizes=p)} "
+                             f"px output is narrower than the {math.prod(p)} px pooling grid; use at least "
+                             f"{_smallest_tile(p)}")
     return tiles
 
 
@@ -210,7 +169,7 @@ def _predict_view(model, image, plan, out, batch, bar):
         tiles = np.stack([padded[tuple(slice(o, o + t) for o, t in zip(origin, plan.tile))]
                           for origin in chunk])  # (B, *tile, C)
         # predict_on_batch runs a compiled graph (inference mode): it frees each
-        # activation as soon as it is used, ~3x less peak memory than model(x).
+        # activation as soon as it is used: less peak memory than model(x).
         logits = model.predict_on_batch(tiles)  # (B, *output, n_classes)
         probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
         for origin, p in zip(chunk, probabilities):
@@ -242,9 +201,9 @@ def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, p
     batch_size : int, optional
         Tiles per forward pass. Default: as many as fit in `memory_budget` (at least 1).
     tta : bool
-        Average the probabilities over the 8 flips/rotations of the image (the paper
-        averaged rotated versions for its ISBI submission), the `DIHEDRAL` symmetries of
-        `unet_ref.augment` in the plane of the last two axes. 8x the compute.
+        Average the probabilities over the 8 flips/quarter turns of the image in the plane
+        of the last two axes (`unet_ref.augment.DIHEDRAL`): 8x the compute. Our choice;
+        the paper averaged "7 rotated versions of the input data" for its ISBI result.
     progress : bool, optional
         Show a tqdm progress bar over tiles. Default: only for more than 16 tiles.
     stack : bool, optional
@@ -280,25 +239,25 @@ def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, p
     """
     from tqdm.auto import tqdm
 
-    ndim, depth, in_channels, n_classes, base_filters, pools = _model_geometry(model)
+    ndim, in_channels, n_classes, base_filters, pool_sizes = _model_geometry(model)
     images, is_stack = _as_stack(image, ndim, in_channels, stack)  # (N, *S, C)
     check_int(memory_budget, "memory_budget (bytes)", minimum=1)
     if batch_size is not None:
         check_int(batch_size, "batch_size", minimum=1)
-    tiles = _check_tile(tile_size, depth, ndim, pools) if tile_size is not None else None
+    tiles = _check_tile(tile_size, ndim, pool_sizes) if tile_size is not None else None
     plane = (ndim - 2, ndim - 1)  # TTA turns and flips the last two axes
     transforms = DIHEDRAL if tta else DIHEDRAL[:1]
-    if tta and pools[-2] != pools[-1]:
+    axis_pools = tuple(zip(*pool_sizes))
+    if tta and axis_pools[-2] != axis_pools[-1]:
         raise ValueError(f"tta turns the last two axes by quarter turns, which needs the same pooling on both; "
-                         f"this model pools them by {pools[-2]} and {pools[-1]}: predict with tta=False")
-    pool_sizes = tuple(zip(*pools))  # per level again, for plan_tiles
+                         f"this model pools them by {axis_pools[-2]} and {axis_pools[-1]}: predict with tta=False")
 
     plans = {}  # one plan per transformed shape: a quarter turn swaps the last two axes
     for k, flip in transforms:
         view_shape = dihedral(images[0, ..., 0], k, flip, axes=plane).shape
         if view_shape not in plans:
             plans[view_shape] = plan_tiles(view_shape, tiles or choose_tile_size(
-                model, *view_shape, batch_size=batch_size or 1, memory_budget=memory_budget), depth, pool_sizes)
+                model, *view_shape, batch_size=batch_size or 1, memory_budget=memory_budget), pool_sizes=pool_sizes)
     total = len(images) * sum(plans[dihedral(images[0, ..., 0], k, f, axes=plane).shape].n_tiles
                               for k, f in transforms)
     per_tile = tile_bytes(plans[images.shape[1:-1]].tile, base_filters, in_channels)
@@ -346,3 +305,31 @@ def predict_cells(model, images, names=None, **options):
         except ValueError as error:
             raise ValueError(f"{name}: {error}") from error
         yield name, np.ascontiguousarray(probabilities[..., CELL_CLASS])
+
+
+def choose_tile_size(model, *shape, batch_size=1, memory_budget=DEFAULT_MEMORY_BUDGET):
+    """The default input tile (one size per axis) for an image of spatial `shape` under a
+    memory budget, e.g. ``choose_tile_size(model, height, width)``.
+
+    The largest square (cubic) tile whose activations fit `memory_budget` bytes for
+    `batch_size` tiles fixes how many tiles each axis needs; then each side shrinks to
+    the smallest valid size that still covers the image with that many tiles (a 7 x 300
+    image gets a flat tile, a small image one tile just big enough).
+    """
+    ndim, in_channels, _, base_filters, pool_sizes = _model_geometry(model)
+    if len(shape) != ndim:
+        raise ValueError(f"shape must give {ndim} sizes for a {ndim}-D model, got {shape}")
+    pixels = max(memory_budget // (tile_bytes((1,) * ndim, base_filters, in_channels) * batch_size), 1)
+    side = round(pixels ** (1 / ndim))  # the largest side with side**ndim <= pixels, exactly
+    side -= side**ndim > pixels
+
+    def shrink(length, p):  # smallest tile that needs no more tiles than the largest one that fits
+        n_max = _smallest_tile(p)
+        while (n := valid_input_size(n_max + 1, pool_sizes=p)) <= side:  # valid sizes are P_d apart
+            n_max = n
+        n = _smallest_tile(p)
+        while _n_tiles(length, n, p) > _n_tiles(length, n_max, p):
+            n = valid_input_size(n + 1, pool_sizes=p)
+        return n
+
+    return tuple(shrink(length, p) for length, p in zip(shape, zip(*pool_sizes)))
