@@ -217,3 +217,19 @@ def test_colab_notebook_runs_top_to_bottom_tiny(tmp_path, isbi_dir):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "U-Net paper, Table 1" in done.stdout and "GPUs:" in done.stdout
     assert (tmp_path / "demo" / "panel.png").is_file() and (tmp_path / "runs" / "paper" / "last.keras").is_file()
+
+
+def test_the_readmes_reading_order_gives_each_modules_line_count_within_the_budget():
+    # the reading path stays readable: every listed module's count is its length, the total
+    # at most 2,200 lines, and the modules defining the story's public functions are on it
+    text = (ROOT / "README.md").read_text()
+    section = re.search(r"^## Reading order$(.*?)(?=^#+ )", text, re.S | re.M).group(1)
+    rows = re.findall(r"^\| \d+ \| `(unet_ref/[\w/]+\.py)` \| ([\d,]+) \|", section, re.M)
+    counts = {path: int(lines.replace(",", "")) for path, lines in rows}
+    actual = {path: len((ROOT / path).read_text().splitlines()) for path in counts}
+    assert counts == actual
+    total = sum(actual.values())
+    assert total <= 2200 and f"{total:,} lines" in section
+    for path in ("unet_ref/model.py", "unet_ref/weights.py", "unet_ref/tiles.py", "unet_ref/tiling.py",
+                 "unet_ref/train.py", "unet_ref/sizes.py", "unet_ref/loss.py", "unet_ref/augment.py"):
+        assert path in counts, path

@@ -6,30 +6,23 @@ deformations using random displacement vectors on a coarse 3 by 3 grid. The disp
 are sampled from a Gaussian distribution with 10 pixels standard deviation. Per-pixel
 displacements are then computed using bicubic interpolation."
 
-Our choices where the paper gives no detail: the 3 x 3 knots span the whole image (the
-paper's training tile covered about one 512 x 512 ISBI slice) and the per-pixel field is
-their cubic spline; rotations are the 8 flips and quarter turns of the tile (`dihedral`),
-which lose no pixel; the image is resampled with cubic splines; the gray values vary by a
-random gamma, contrast and brightness (`vary_gray_values`).
+Our choices where the paper gives no detail: the knots span the whole image and the
+per-pixel field is their cubic spline; the rotations are the 8 flips and quarter turns of
+the tile (`dihedral`, lossless); the image is resampled with cubic splines; the gray values
+vary by a random gamma, contrast and brightness.
 
-One transform for image and labels. `random_transform` draws the knot displacements, a
-shift and a flip/rotation; `sample_positions` says where each pixel of a window is read
-from, p + shift + D(p) with D the displacement field at image position p; `warp` reads an
-array there, with cubic splines for an image (order 3) and the nearest sample for labels
-(order 0), so label ids are never interpolated (the notebook interpolated its masks and then
-computed weight maps on the blurred result), and then flips and turns the window.
+One transform for image and labels: `random_transform` draws it, `sample_positions` says
+where each pixel of a window is read from (p + shift + D(p), D the displacement field), and
+`warp` reads an array there, with cubic splines for an image and the nearest sample for
+labels, so label ids are never interpolated (the notebook interpolated its masks and then
+computed weight maps on the blurred result). Beyond the image border the image is mirrored
+about its edge pixel (`unet_ref.images`), as in overlap-tile prediction.
 
-Missing context at the image border is mirrored about the edge pixel, which is not
-repeated (... x2 x1 | x0 x1 x2 ...): the extension of `unet_ref.images`, which the
-overlap-tile predictor uses too, so training and prediction see the same context.
+Axes: (H, W) images, and (D, H, W) volumes with a 3 x 3 x 3 grid of knots. Flips and turns
+act in the plane of the last two axes, so the slice axis of a stack stays the slice axis.
 
-Axes: (H, W) images, and (D, H, W) volumes with a 3 x 3 x 3 grid of knots (the 3-D
-U-Net's augmentation). Flips and quarter turns act in the plane of the last two axes, so
-the slice axis of an anisotropic stack never becomes an in-plane axis.
-
-This module is the plain definition, on scipy.ndimage. The training pipeline's fast path
-(`unet_ref.fast.warp`) computes the same positions and samples row by row in compiled
-loops; tests/test_fast.py holds the two equal.
+This is the plain definition, on scipy.ndimage; the training pipeline's fast path
+(`unet_ref.fast.warp`) computes the same, tested equal in tests/test_fast.py.
 """
 import dataclasses
 import math
@@ -104,10 +97,9 @@ def random_transform(image_shape, rng, *, sigma=10.0, grid=3, max_shift=8.0, fli
         Draw one of the 8 flips/90-degree rotations of the last two axes (else the identity).
     spacing : float or sequence of float, optional
         Pixel (voxel) size per axis, e.g. (5, 1, 1) for sections 5 times thicker than a
-        pixel. The deformation is then isotropic in space: `sigma` and `max_shift` are px
-        along the finest axis, and along an axis of spacing s they become
-        sigma * min(spacing) / s px (2 sections instead of 10 for (5, 1, 1)). Default: the
-        same number of px on every axis. Only ratios matter, so nm or px give the same draw.
+        pixel: the deformation is then isotropic in space, `sigma` and `max_shift` px along
+        the finest axis and sigma * min(spacing) / s along an axis of spacing s (2 sections
+        instead of 10 for (5, 1, 1)). Only ratios matter. Default: px on every axis.
     """
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
@@ -254,21 +246,11 @@ def vary_gray_values(image, gray):
 def augment(image, labels, rng, *, sigma=10.0, grid=3, max_shift=8.0, flips=True, gray_values=True, spacing=None):
     """Whole-image augmentation: the same random transform on `image` and `labels`.
 
-    Parameters
-    ----------
-    image : (*S) or (*S, C), S = (H, W) or (D, H, W)
-        Any dtype `normalize_image` accepts.
-    labels : (*S) int
-        Instance labels (or a binary mask); warped with the nearest neighbour.
-    rng : numpy.random.Generator
-    sigma, grid, max_shift, flips, spacing : see `random_transform`.
-    gray_values : bool
-        Apply a `random_gray_values` draw to the image.
-
-    Returns
-    -------
-    image : float32 in [0, 1], same shape (rotations by 90 degrees swap the last two axes)
-    labels : same dtype as `labels`, holding only values of the input
+    image (*S) or (*S, C), S = (H, W) or (D, H, W), any dtype `normalize_image` accepts;
+    labels (*S) int or bool, warped with the nearest sample; sigma, grid, max_shift, flips,
+    spacing as in `random_transform`; gray_values: apply a `random_gray_values` draw.
+    Returns the image as float32 in [0, 1] and the labels in their dtype, holding only
+    values of the input (quarter turns swap the last two axes).
 
     Examples
     --------

@@ -17,7 +17,7 @@ splines): one extension, two libraries' names for it, both defined here.
 """
 import numpy as np
 
-__all__ = ["normalize_image", "mirror_pad", "mirror_index", "MIRROR_MODE", "SCIPY_MIRROR_MODE"]
+__all__ = ["normalize_image", "as_stack", "mirror_pad", "mirror_index", "MIRROR_MODE", "SCIPY_MIRROR_MODE"]
 
 MIRROR_MODE = "reflect"  # np.pad's name for the mirror about the edge pixel
 SCIPY_MIRROR_MODE = "mirror"  # scipy.ndimage's name for the same extension
@@ -74,3 +74,29 @@ def normalize_image(image, name="image"):
             raise ValueError(f"{name} contains NaN or infinite values")
         return image.astype(np.float32, copy=False)
     raise TypeError(f"{name} must be an integer, bool or float array, got dtype {image.dtype}")
+
+
+def as_stack(image, ndim, in_channels, stack=None):
+    """`image` as the network takes it: normalised float32 (N, *S, C), S the `ndim` spatial
+    axes, and whether it was a stack (stack=None: one axis more than an image means a stack).
+    ValueError naming the shape and the channels the model takes otherwise."""
+    image = normalize_image(image, "image")
+    shape = image.shape
+    if stack is None:
+        stack = image.ndim == ndim + 2
+    axes = "H, W" if ndim == 2 else "D, H, W"
+    expected = f"(N, {axes}) or (N, {axes}, C)" if stack else f"({axes}) or ({axes}, C)"
+    gray = ndim + 1 if stack else ndim
+    if image.ndim not in (gray, gray + 1):
+        raise ValueError(f"image must be {expected}, got a {image.ndim}-D array of shape {shape}")
+    if image.ndim == gray:
+        image = image[..., None]  # grayscale: add the channel axis
+    if image.shape[-1] != in_channels:
+        hint = ""
+        if not stack and image.ndim == ndim + 1 and in_channels == 1:
+            hint = f"; if this is a stack of {shape[0]} grayscale images, pass stack=True"
+        raise ValueError(
+            f"image of shape {shape} has {image.shape[-1]} channels but the model takes "
+            f"{in_channels} (read as {expected}){hint}"
+        )
+    return (image if stack else image[None]), stack

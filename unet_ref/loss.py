@@ -7,17 +7,14 @@ the true class of pixel x, the energy is
 
 w the weight map of eq. (2) (`unet_ref.weights.weight_map`).
 
-Normalisation: everywhere in this project the loss is the MEAN over pixels,
-sum_x w(x) (-log p_l(x)(x)) / (number of pixels in the batch), weights not renormalised.
-That is exactly what Keras' built-in `SparseCategoricalCrossentropy(from_logits=True)`
-computes when the weight map is passed as a per-pixel `sample_weight` of shape (B, h, w),
-so that is the loss `compile_unet` uses: no custom Loss class, and the weight map is a
-third element of the training data (`model.fit` treats it as sample_weight), never a model
-input. The paper's sum differs by the constant number of pixels, which only rescales the
-learning rate; the mean keeps it independent of tile and batch size.
-`weighted_cross_entropy` writes the formula out; the tests check that both agree.
-
-Keras is imported inside the functions, so that the trainer's configuration can read
+Normalisation: the loss here is the MEAN over pixels, sum_x w(x) (-log p_l(x)(x)) /
+(number of pixels in the batch), weights not renormalised. That is exactly what Keras'
+built-in `SparseCategoricalCrossentropy(from_logits=True)` computes when the weight map is
+passed as a per-pixel `sample_weight` of shape (B, h, w), so `compile_unet` uses it: no
+custom Loss class, and the weight map is the third element of the training data, never a
+model input. The paper's sum differs by the constant number of pixels, which only rescales
+the learning rate. `weighted_cross_entropy` writes the formula out; the tests hold the two
+equal. Keras is imported inside the functions: the configuration reads
 `DEFAULT_LEARNING_RATES` without starting TensorFlow.
 """
 import numpy as np
@@ -26,11 +23,9 @@ from unet_ref.checks import check_int, check_real
 
 __all__ = ["weighted_cross_entropy", "unet_loss", "compile_unet", "DEFAULT_LEARNING_RATES"]
 
-# The paper gives no learning rate. Measured on the tutorial network (8 filters, depth 3,
-# 156 px tiles, batch 4, synthetic data, 150-250 steps, two seeds): SGD with momentum 0.99,
-# whose effective step is lr / (1 - 0.99) = 100 lr, does not learn at 0.01-0.1 (the loss
-# oscillates near its start), learns at 0.003-0.005 and is slower and erratic at 0.001;
-# 0.003 it is. Adam: the usual 1e-3 (loss 0.58 after 150 steps; the notebook's 1e-4: 0.92).
+# The paper gives no learning rate. SGD with momentum 0.99 takes effective steps of
+# lr / (1 - 0.99) = 100 lr: on the tutorial network it oscillates at 0.01 and above and
+# learns at 0.003 (the sweep is on the docs' performance page). Adam: the usual 1e-3.
 DEFAULT_LEARNING_RATES = {"sgd": 3e-3, "adam": 1e-3}
 
 

@@ -8,22 +8,17 @@ doubling the channels) and an expanding path (a 2x2 up-convolution halving the c
 concatenation with the centrally cropped features of the same level, two valid 3x3
 convolutions + ReLU), then a 1x1 convolution to one logit per class. With the paper's
 configuration (64 filters, depth 4) it has 23 convolutional layers, 31,030,658 parameters
-and maps a 572 x 572 tile to 388 x 388; the size arithmetic lives in `unet_ref.sizes`.
-
-The model returns logits, not probabilities: the loss (`unet_ref.loss`) takes a
-log-softmax of them, and prediction (`unet_ref.tiling`) a softmax.
+and maps a 572 x 572 tile to 388 x 388 (`unet_ref.sizes`). It returns logits: the loss
+takes their log-softmax (`unet_ref.loss`), prediction their softmax (`unet_ref.tiling`).
 
 One definition for images and volumes: the layer classes are looked up by the number of
 spatial dimensions in one place (`spatial_layers`, as MONAI's `spatial_dims`), so
-`build_unet(ndim=3)` is the same network with 3x3x3 convolutions, 2x2x2 pooling and
-2x2x2 up-convolutions: the 3-D U-Net of O. Cicek et al., "3D U-Net: Learning Dense
-Volumetric Segmentation from Sparse Annotation", MICCAI 2016, https://arxiv.org/abs/1606.06650.
-Its departures from the 2-D paper are options here, each named where it is built:
-`batch_norm` (Cicek et al. normalise before each ReLU) and `pool_sizes` (a pooling factor
-per level and axis, e.g. ((1, 2, 2), (1, 2, 2), (2, 2, 2)) for EM stacks whose sections
-are several times thicker than a pixel; Cicek et al. pool 2x2x2 everywhere, and so does
-the default). Cicek et al. also double the channels *before* each max-pool (32 -> 64, ...);
-we keep the 2-D paper's widths.
+`build_unet(ndim=3)` is the same network with 3x3x3 convolutions and 2x2x2 pooling: the
+3-D U-Net of O. Cicek et al., MICCAI 2016, https://arxiv.org/abs/1606.06650. Its
+departures from the 2-D paper are options: `batch_norm` (Cicek et al. normalise before each
+ReLU) and `pool_sizes` (a pooling factor per level and axis, e.g. ((1, 2, 2), (1, 2, 2),
+(2, 2, 2)) for EM stacks whose sections are thicker than a pixel). We keep the 2-D paper's
+channel widths (Cicek et al. double them before each max-pool).
 """
 import types
 

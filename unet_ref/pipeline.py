@@ -51,50 +51,33 @@ def take_failure():
 
 
 class TileSampler:
-    """Random training tiles (image (n, n, C) float32, labels (m, m) int32 {0, 1},
-    weights (m, m) float32) from images and their instance labels; for volumes
-    (D, H, W) one size per axis, (z, n, n, C) and (mz, m, m).
+    """Random training tiles (image (*n, C) float32, cells (*m) int32 {0, 1}, weights (*m)
+    float32) from images and their labels: n = tile_size per axis, m its output size.
 
     Parameters
     ----------
-    images : sequence of (H, W) or (H, W, C) arrays, or of image file paths
+    images : sequence of (*S) or (*S, C) arrays or image file paths, S = (H, W) or (D, H, W)
         Paths are decoded on first use (`unet_ref.datasets.read_image`).
-    labels : sequence of (H, W) int or bool arrays, or label file paths
+    labels : sequence of (*S) int or bool arrays, or label file paths
         Instance labels (0 = membrane/background) or binary masks ({0, 255}, {0, 1},
-        bool). The cells are the connected regions of equal value (8-connected in 2-D,
-        26 in 3-D), so a mask's cells are its connected components, as in
-        `weight_map(mask)`; beyond an image border a cell's mirror image is a cell of its
-        own unless the cell crosses that border (`training_tile`).
+        bool): the cells are their connected regions of equal value (`training_tile`).
     tile_size : int or tuple of int
-        Network input size n (a valid size for `depth`), or one per axis, e.g. (z, y, x)
-        for a volume pooled anisotropically.
-    depth : int
-    pool_sizes : sequence, optional
-        Pooling factors per level (and axis) of the network, as `build_unet` takes them;
-        default 2 everywhere. They fix the valid tile sizes and the output crop.
+        Network input size n, one for every axis or one per axis (a valid input size).
+    depth, pool_sizes : the network's pooling, as `build_unet` takes it.
     spacing : float or sequence of float, optional
-        Pixel (voxel) spacing per axis for the weight map's distances d1, d2, as
-        `weight_map` takes it, e.g. (5, 1, 1) for sections 5 times thicker than a pixel;
-        `sigma` is then in these units and the context band is measured in them too.
-        The elastic deformation becomes isotropic in space (`random_transform`):
-        `elastic_sigma` px along the finest axis, fewer along thicker ones. Default 1 on
-        every axis.
+        Pixel (voxel) size per axis, e.g. (5, 1, 1) for sections 5 times thicker than a
+        pixel: d1, d2, sigma and the context band are in these units, and the elastic
+        deformation is isotropic in space (`random_transform`). Default 1 on every axis.
     augment : bool
         Elastic deformation, shift, flips/rotations and gray values; False gives plain
         mirrored crops (validation tiles).
-    w0, sigma : float
-        Weight map parameters (paper: 10, 5); w0 = 0 leaves only the class weights.
-    class_balance : bool
-        w_c balances the class frequencies of each image (paper); False: w_c = 1, so with
-        w0 = 0 every pixel weighs 1 (the plain cross-entropy).
+    w0, sigma, class_balance : the weight map (paper: 10, 5, balanced w_c); w0 = 0 and
+        class_balance=False weigh every pixel 1.
     seed : int
     cache : bool
         Keep decoded, normalised images (and the fast path's tables) in memory.
-    elastic_sigma, grid : float, int
-        Elastic deformation (paper: 10 px on a 3 x 3 grid; with `spacing`, px along the
-        finest axis).
-    sampler : "fast" or "plain"
-        Make the tiles on the fast path (default) or with `unet_ref.tiles.training_tile`.
+    elastic_sigma, grid : the elastic deformation (paper: 10 px on a 3 x 3 grid).
+    sampler : "fast" (default) or "plain" (`unet_ref.tiles.training_tile`): the same tiles.
     """
 
     def __init__(self, images, labels, tile_size, depth=4, *, pool_sizes=None, spacing=None, augment=True, w0=10.0,
@@ -182,16 +165,11 @@ def make_dataset(images, labels, *, tile_size, depth=4, pool_sizes=None, batch_s
 
     Yields `(image_tile (B, n, n, C) float32, label_tile (B, m, m) int32 in {0, 1},
     weight_tile (B, m, m) float32)` with m = output_size(n, depth); Keras takes the third
-    element as the per-pixel sample_weight. Arguments as in `TileSampler`. The stream is
-    the same for the same seed (element i is `TileSampler.sample(i)`, in order). Keras
-    keeps one iterator across epochs when `steps_per_epoch` / `validation_steps` is given,
-    so every epoch draws fresh tiles. `num_tiles` (a multiple of `batch_size`) instead
-    cycles through samples 0..num_tiles-1: a fixed validation set, e.g.
-    `num_tiles=validation_steps * batch_size` with `augment=False`, so that val_loss is
-    comparable between epochs.
-
-    `num_parallel_calls` and `prefetch` default to tf.data.AUTOTUNE. `sampler="plain"` makes
-    every tile with `unet_ref.tiles.training_tile` (slow, readable; the same tiles).
+    element as the per-pixel sample_weight. Arguments as in `TileSampler`. Element i is
+    `TileSampler.sample(i)`, in order, so the same seed gives the same stream; Keras keeps
+    one iterator across epochs, so every epoch draws fresh tiles. `num_tiles` (a multiple of
+    `batch_size`) instead cycles through samples 0..num_tiles-1: a fixed validation set.
+    `num_parallel_calls` and `prefetch` default to tf.data.AUTOTUNE.
 
     Iterators you create yourself: let them go (`del iterator`) before the interpreter
     exits. An iterator still alive at exit is destroyed while the process shuts down,

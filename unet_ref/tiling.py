@@ -30,7 +30,7 @@ import numpy as np
 
 from unet_ref.augment import DIHEDRAL, dihedral, dihedral_inverse
 from unet_ref.checks import check_int, per_axis
-from unet_ref.images import mirror_pad, normalize_image
+from unet_ref.images import as_stack, mirror_pad
 from unet_ref.masks import CELL_CLASS
 from unet_ref.memory import DEFAULT_MEMORY_BUDGET, check_memory, tile_bytes
 from unet_ref.sizes import margin, output_size, pool_factors, valid_input_size
@@ -133,30 +133,6 @@ def _check_tile(tile_size, ndim, pool_sizes):
     return tiles
 
 
-def _as_stack(image, ndim, in_channels, stack):
-    """Normalised float32 (N, *S, C) and whether the input was a stack."""
-    image = normalize_image(image, "image")
-    shape = image.shape
-    if stack is None:
-        stack = image.ndim == ndim + 2
-    axes = "H, W" if ndim == 2 else "D, H, W"
-    expected = f"(N, {axes}) or (N, {axes}, C)" if stack else f"({axes}) or ({axes}, C)"
-    gray = ndim + 1 if stack else ndim
-    if image.ndim not in (gray, gray + 1):
-        raise ValueError(f"image must be {expected}, got a {image.ndim}-D array of shape {shape}")
-    if image.ndim == gray:
-        image = image[..., None]  # grayscale: add the channel axis
-    if image.shape[-1] != in_channels:
-        hint = ""
-        if not stack and image.ndim == ndim + 1 and in_channels == 1:
-            hint = f"; if this is a stack of {shape[0]} grayscale images, pass stack=True"
-        raise ValueError(
-            f"image of shape {shape} has {image.shape[-1]} channels but the model takes "
-            f"{in_channels} (read as {expected}){hint}"
-        )
-    return (image if stack else image[None]), stack
-
-
 def _predict_view(model, image, plan, out, batch, bar):
     """Fill `out` (*S, n_classes) with the softmax of the model over `image` (*S, C): pad,
     cut the tiles of `plan`, run them `batch` at a time, paste the output tiles."""
@@ -187,17 +163,16 @@ def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, p
     Parameters
     ----------
     model : keras.Model
-        A U-Net from `unet_ref.build_unet` (output = logits). Its dimensions and depth
-        (and so the margin), channel counts and base filter count are read from the model.
+        A U-Net from `unet_ref.build_unet` (output = logits); its dimensions, pooling
+        (and so the margin), channel counts and base filters are read from its layers.
     image : array_like
-        (H, W) or (H, W, C) image, any H, W >= 1, integer or float; normalised with
-        `unet_ref.images.normalize_image` exactly as in training. A 4-D array is a stack
-        (N, H, W, C). A 3-D array is always one (H, W, C) image unless ``stack=True``,
-        which reads it as a grayscale stack (N, H, W): the code never guesses. For a 3-D
-        model, a volume (D, H, W[, C]) or a stack of them.
+        (H, W) or (H, W, C), any H, W >= 1, integer or float; normalised with
+        `unet_ref.images.normalize_image` as in training. A 4-D array is a stack
+        (N, H, W, C); a 3-D array is one (H, W, C) image unless ``stack=True`` (a grayscale
+        stack): the code never guesses. For a 3-D model, a volume (D, H, W[, C]) or a stack.
     tile_size : int or tuple of int, optional
-        Input tile size, a valid network input (`unet_ref.sizes.valid_input_size`), one
-        for all axes or one per axis. Default: `choose_tile_size` under `memory_budget`.
+        Input tile size, a valid network input, one for all axes or one per axis.
+        Default: `choose_tile_size` under `memory_budget`.
     batch_size : int, optional
         Tiles per forward pass. Default: as many as fit in `memory_budget` (at least 1).
     tta : bool
@@ -205,26 +180,24 @@ def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, p
         of the last two axes (`unet_ref.augment.DIHEDRAL`): 8x the compute. Our choice;
         the paper averaged "7 rotated versions of the input data" for its ISBI result.
     progress : bool, optional
-        Show a tqdm progress bar over tiles. Default: only for more than 16 tiles.
+        A tqdm progress bar over tiles. Default: only for more than 16 tiles.
     stack : bool, optional
-        True: the first axis indexes images. False: one image. None: 4-D (5-D for a 3-D
-        model) means a stack.
+        True: the first axis indexes images. None: 4-D (5-D for a 3-D model) is a stack.
     memory_budget : int
         Bytes of activations allowed for one batch of tiles (default 1 GiB).
 
     Returns
     -------
-    probabilities : ndarray of float32, (H, W, n_classes) or (N, H, W, n_classes)
-        Softmax of the logits, aligned pixel for pixel with `image` ((D, H, W, n_classes)
-        for a volume).
+    float32 (*S, n_classes) or (N, *S, n_classes): the softmax of the logits, aligned pixel
+    for pixel with `image`.
 
     Notes
     -----
-    The image is mirrored (`unet_ref.images.mirror_pad`) by the margin on each side (more
-    at the far end to fill whole tiles). Tile origins are multiples of the output tile size
-    rounded down to 2**depth px (per axis: the product of its pooling factors), so
-    neighbouring output tiles overlap by a few px (4 px at depth 4) and the result equals
-    one pass over the whole mirrored image.
+    The image is mirrored by the margin on each side (more at the far end to fill whole
+    tiles). Tile origins are multiples of the output tile size rounded down to the pooling
+    grid (2**depth px, or per axis the product of its pooling factors), so neighbouring
+    output tiles overlap by a few px and the result equals one pass over the whole
+    mirrored image.
 
     Examples
     --------
@@ -240,7 +213,7 @@ def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, p
     from tqdm.auto import tqdm
 
     ndim, in_channels, n_classes, base_filters, pool_sizes = _model_geometry(model)
-    images, is_stack = _as_stack(image, ndim, in_channels, stack)  # (N, *S, C)
+    images, is_stack = as_stack(image, ndim, in_channels, stack)  # (N, *S, C)
     check_int(memory_budget, "memory_budget (bytes)", minimum=1)
     if batch_size is not None:
         check_int(batch_size, "batch_size", minimum=1)

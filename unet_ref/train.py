@@ -1,31 +1,22 @@
-"""Train a U-Net: one configuration dataclass, Keras `fit` on the tf.data pipeline.
+"""Train a U-Net: Keras `fit` on the tf.data pipeline of training tiles.
 
-Read top to bottom, like nanoGPT's train.py:
-
-1. `TrainConfig` holds every hyper-parameter; `PRESETS` are the paper's configuration
-   and CPU-sized tutorial ones for images and volumes. The command line overrides any field
-   (`unet-ref train --base-filters 16 ...`). The resolved configuration is saved as
-   `config.json` beside the checkpoints (`unet_ref.runs`, which also resumes and refuses
-   runs); `unet_ref.runs.load_run` reads it back for prediction.
-2. `train(config)` loads the images (ISBI folders/stacks, image/mask folders, or the
-   synthetic dataset; with `ndim=3` folders of TIFF volumes or synthetic volumes), holds out the last `val_count` images for validation, builds and
-   compiles the model inside the distribution strategy's scope, and calls `model.fit`
-   on the augmented tile stream with the callbacks of `unet_ref.callbacks`: validation
-   pixel / Rand error of whole images (overlap-tile), atomic checkpoints (`model.keras`,
-   `last.keras`), `BackupAndRestore` for resuming, `log.csv`, TensorBoard, the loss curve
-   and a wall-time limit.
+Read top to bottom, like nanoGPT's train.py. `train(config)` takes a `TrainConfig`
+(`unet_ref.config`: every hyper-parameter, the paper's and the tutorials' presets), loads the
+images (ISBI folders or stacks, image/mask folders, TIFF volumes, or synthetic data), holds
+out the last `val_count` for validation, builds and compiles the model inside the
+distribution strategy's scope, and calls `model.fit` on the stream of augmented tiles with
+the callbacks of `unet_ref.callbacks`: validation pixel / Rand error of whole images
+(overlap-tile), atomic checkpoints, resuming, `log.csv`, TensorBoard, the loss curve and a
+wall-time limit. The run's folder (config.json, checkpoints, resuming) is `unet_ref.runs`.
 
 Distribution. With more than one GPU (or several logical CPU devices) visible, training
 runs under `tf.distribute.MirroredStrategy`; `batch_size` is then the *global* batch,
-split across the replicas. Several machines are not supported: Keras 3's `fit` fails
-under `MultiWorkerMirroredStrategy` (see `distribution_strategy`), so a set TF_CONFIG is
-refused with that explanation instead of a crash or a hang.
+split across the replicas. Several machines are refused (`distribution_strategy`).
 
-Resuming. `BackupAndRestore` saves weights + optimizer state + the epoch number at the
-end of every epoch (or every `backup_every` steps). Keras 3 restarts an interrupted
-epoch from its first step (it records the step but resumes per epoch), with the weights
-of the last backup: the tiles are random draws, so this costs a few repeated steps and
-loses no training.
+Resuming. `BackupAndRestore` saves weights, optimizer state and the epoch number at the
+end of every epoch (or every `backup_every` steps). Keras 3 restarts an interrupted epoch
+from its first step with the weights of the last backup: the tiles are random draws, so
+this repeats a few steps and loses no training.
 
 TensorFlow is imported inside the functions, so that `unet-ref --help` stays fast.
 """
@@ -36,9 +27,6 @@ from unet_ref.config import PRESETS, TrainConfig, check_config, resolve_config, 
 from unet_ref.files import atomic_write
 
 __all__ = ["train", "load_data", "distribution_strategy", "TrainConfig", "PRESETS", "resolve_config"]
-
-
-# --- data ------------------------------------------------------------------------------
 
 
 def load_data(config):
@@ -62,18 +50,13 @@ def load_data(config):
     return train_val_split(list(images), list(labels), val_count=config.val_count)
 
 
-# --- distribution --------------------------------------------------------------------------
-
-
 def distribution_strategy():
     """MirroredStrategy when this machine shows more than one GPU (or more than one logical
     CPU device), else the default strategy.
 
     Several machines (TF_CONFIG) are refused: Keras 3's `fit` fails under
-    tf.distribute.MultiWorkerMirroredStrategy (keras-team/keras#20585; with Keras 3.15 and
-    TensorFlow 2.21 two workers on localhost stop with "Attempt to convert a value
-    (PerReplica ...)" when fit builds the model, and, past that, "Invalid reduction
-    dimension 0" in every step), and a half-started collective can hang the other worker.
+    tf.distribute.MultiWorkerMirroredStrategy (keras-team/keras#20585: "Attempt to convert a
+    value (PerReplica ...)"), and a half-started collective can hang the other worker.
     """
     import tensorflow as tf
 

@@ -66,18 +66,15 @@ def d1_d2(labels, *, spacing=None, num_threads=None):
     ----------
     labels : (H, W) or (D, H, W) array of int or bool
         Instance labels: 0 is background, every other value is one object; ids need not be
-        contiguous. Any integer dtype, C or Fortran order or a strided view; read-only
-        arrays (`np.load(..., mmap_mode="r")`, `tifffile.memmap`, `np.frombuffer`) are read
-        in place. Negative values raise ValueError, float arrays raise TypeError.
+        contiguous. Any integer dtype and memory layout; read-only arrays (memory maps) are
+        read in place. Negative values raise ValueError, float arrays TypeError.
     spacing : sequence of float, or float, optional
         The size of a pixel along each axis, e.g. (3, 1, 1) for slices 3 times thicker than
-        the in-plane pixel size (scipy's `sampling`); a single number applies to every
-        axis. Default 1. Distances are in these units.
+        the in-plane pixel size (scipy's `sampling`); one number applies to every axis.
+        Default 1. Distances are in these units.
     num_threads : int or None, default None
         OpenMP threads for the kernel; None uses every core the process may run on. Pass
-        1 where the caller is parallel already (the training pipeline computes one weight
-        map per sample in parallel workers) or on a busy machine, where extra threads
-        wait for cores (see benchmarks/).
+        1 where the caller is parallel already (the training pipeline) or on a busy machine.
 
     Returns
     -------
@@ -147,32 +144,27 @@ def weight_map(mask=None, w0=10.0, sigma=5.0, *, labels=None, class_weights="bal
     ----------
     mask : (H, W) or (D, H, W) bool or int, optional
         Binary segmentation: bool, or integers 0 (membrane) and one value > 0 (cell), e.g.
-        the notebook's uint8 {0, 255} (`unet_ref.masks.cells_from_mask`: other values
+        the notebook's uint8 {0, 255} (`unet_ref.masks.cells_from_mask`; other values
         raise ValueError unless `threshold` is given). Cells are its connected components.
     w0, sigma : float
-        Border weight and its width, in the units of `spacing` (pixels by default; paper:
-        10 and 5).
+        Border weight and width, in the units of `spacing` (pixels by default; paper: 10, 5).
     labels : (H, W) or (D, H, W) int, optional
-        Instance labels instead of `mask` (0 = membrane/background, ids > 0 = cells; see
-        `d1_d2`); no labelling is done, so touching cells stay separate.
+        Instance labels instead of `mask` (0 = membrane/background, ids > 0 = cells), taken
+        as they are: touching cells stay separate.
     class_weights : "balanced", None or (w_background, w_foreground)
         "balanced": `balanced_class_weights` (the notebook); None: 1 for both classes.
     border : "all" or "background"
         Add the border term to every pixel (the notebook) or only to background/membrane
         pixels (several MATLAB versions of the paper's code).
     connectivity : int or None
-        Which neighbours join cells of `mask` (`unet_ref.masks.label_cells`): 1 .. ndim, as
-        `scipy.ndimage.generate_binary_structure`; in 2-D 1 = 4- and 2 = 8-connected, in
-        3-D 1, 2, 3 = 6-, 18-, 26-connected. None (default) = ndim, every neighbour: the
-        notebook's (skimage's default) 8-connectivity in 2-D, 26 in 3-D.
+        Which neighbours join cells of `mask` (`unet_ref.masks.label_cells`): 1 .. ndim;
+        None (default) = every neighbour, as the notebook (8 in 2-D, 26 in 3-D).
     threshold : float, optional
         Read a mask that is not binary as cell = mask >= threshold (e.g. 128 for a
         JPEG-saved 0/255 mask).
     window : tuple of slices, one per axis, optional
-        Return only this block, e.g. np.s_[29:129, 29:129] (3-D: np.s_[0:16, 29:129,
-        29:129]), computed with the whole image as context: equal to
-        weight_map(...)[window], cheaper (the kernel's later passes skip the planes and
-        rows outside). The training pipeline weighs an output crop this way.
+        Return only this block, e.g. np.s_[29:129, 29:129], computed with the whole image as
+        context: weight_map(...)[window], cheaper. The fast training tile uses it.
     spacing : sequence of float, or float, optional
         Pixel (voxel) size along each axis, e.g. (3, 1, 1) for anisotropic stacks; see
         `d1_d2`. d1, d2 and sigma are in these units.
