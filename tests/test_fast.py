@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 from skimage import measure
 from test_augment import identity, sampling_cases
+from test_tiles import assert_same_partition, labels_and_positions
 
 from unet_ref import augment, reference
 from unet_ref.fast import warp as fast
@@ -92,25 +92,12 @@ def test_the_loops_refuse_positions_that_are_not_finite(shape):
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.data())
-def test_warped_cells_are_the_plain_mirrored_cells(data):
-    # oracle: tiles.mirrored_cells, skimage's connected regions of equal id of the labels
-    # mirrored beyond every position, read at the nearest sample
-    ndim = data.draw(st.sampled_from([2, 3]))
-    shape = data.draw(st.tuples(*[st.integers(1, 6)] * ndim))
-    labels = data.draw(arrays(np.int32, shape, elements=st.integers(0, 3)))
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
-    # positions across several copies of the image on either side, a third of them ties
-    positions = np.stack([rng.uniform(-3 * n, 4 * n, (4, 5, 6)[:ndim]) for n in shape])
-    ties = rng.random(positions.shape) < 1 / 3
-    positions[ties] = np.floor(positions[ties]) + 0.5
+@given(labels_and_positions())
+def test_warped_cells_are_the_plain_mirrored_cells(case):
+    labels, positions = case
     cells = split_regions(labels)
     ours = warp_cells(cells, border_crossings(cells), positions)
-    expected = mirrored_cells(labels, positions)
-    # the same partition: the same background, and ids matched one to one
-    assert np.array_equal(ours == 0, expected == 0)
-    pairs = set(zip(ours[ours > 0].tolist(), expected[expected > 0].tolist()))
-    assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs})
+    assert_same_partition(ours, mirrored_cells(labels, positions))
 
 
 def test_warped_cells_refuse_positions_that_are_not_finite_or_far_away():

@@ -144,32 +144,10 @@ def _volume_shape(shape):
 
 def warp(array, transform, *, order, top_left=None, size=None, prefiltered=False, elastic=True,
          positions=None):
-    """`unet_ref.augment.warp` for orders 0 and 3, from spline coefficients computed once
-    (`prefiltered`) and positions computed a row at a time (a `PositionField`).
-
-    Parameters
-    ----------
-    array : (*S) or (*S, C) array, S = transform.image_shape, e.g. (H, W) or (H, W, C)
-        The image (order 3; float) or instance labels (order 0; any integer dtype).
-    transform : Transform
-    order : int
-        Interpolation order: 3 for images, 0 for labels (ids are never mixed).
-    top_left, size : tuple of int, one per axis
-        Window in image coordinates (may extend past the image: mirrored context);
-        default the whole image.
-    prefiltered : bool
-        `array` holds `spline_coefficients` of the image (order 3 only).
-    elastic : bool
-        Apply the displacement field (False: only shift, flip and rotation).
-    positions : (ndim, *size) array or PositionField, optional
-        `position_field(transform, top_left, size, elastic)` (or its positions written
-        out), computed once for several arrays; replaces top_left, size and elastic.
-
-    Returns
-    -------
-    (*size[, C]) array, float32 for order > 0, `array.dtype` for order 0; the output pixel
-    p before flipping/rotating comes from image position top_left + p + shift + D.
-    """
+    """`unet_ref.augment.warp(array, transform, order=..., ...)` for orders 0 and 3, with two
+    more ways in: `prefiltered=True` takes `spline_coefficients` of the image (computed once
+    per image instead of once per tile), and `positions` may be a `PositionField` (computed
+    a row at a time by the loops) or its positions written out."""
     array = np.asarray(array)
     ndim = transform.ndim
     spatial = tuple(transform.image_shape)
