@@ -1,9 +1,10 @@
 # cython: language_level=3
 """Exact one-pass d1/d2 for the U-Net weight map, in 2-D and 3-D: the hot loops only.
 
-Validation, dtype handling, spacing and contiguity live in unet_ref/weights.py; every
-function here assumes a C-contiguous (N0, N1, N2) label image with labels >= 0, 0 =
-background (a 2-D (H, W) image arrives as (H, 1, W)), and one spacing s_k > 0 per axis.
+Validation, dtype handling, spacing and contiguity live in unet_ref/weights.py and
+unet_ref/fast/d1d2.py; every function here assumes a C-contiguous (N0, N1, N2) label image
+with labels >= 0, 0 = background (a 2-D (H, W) image arrives as (H, 1, W)), and one spacing
+s_k > 0 per axis. The same algorithm in plain Python, 2-D: unet_ref/one_pass.py.
 
 For every voxel x: d1 = distance to the nearest object voxel, d2 = distance to the nearest
 voxel whose label differs from that object's label, distances measured with the spacing:
@@ -73,8 +74,7 @@ a(e_(k+1)) < a(b_(k+2)) <= a(e_(k+2)) = u_(k+3), the strict step because a(e_(k+
 a(b_(k+2)) have different labels, hence are different positions. So every position lies
 in at most three ranges, the runs' envelopes together scan at most 3 n positions, and a
 line of n positions costs at most 4 n position visits (the envelope of g1 and the runs),
-whatever the layout. (The first 2-D version scanned outward from x for the candidates of
-other labels; on sparse images it visited O(W^2 / run length) columns per row.)
+whatever the layout.
 
 Memory: the column pass's l1, dy1, dy2 for the window's slab, and per thread the lines and
 (in 3-D) one plane of (L1, G1, G2): O(voxels).

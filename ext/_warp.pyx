@@ -25,7 +25,7 @@ rint; the two steps commute, the mirror axes being whole samples). Ids are never
 
 `cell_sample` (the training tiles' cells) samples the same way the image's connected
 regions, and numbers the cells of the mirrored image: the copy of the image a position
-lies in, per axis, joined across the borders its region crosses (unet_ref.masks.
+lies in, per axis, joined across the borders its region crosses (unet_ref.fast.cells.
 border_crossings), is part of the cell's id. Per axis a table of about 4096 positions
 around the image gives the sample and the four possible copy numbers (`Axis`, `_look`).
 

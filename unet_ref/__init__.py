@@ -23,11 +23,13 @@ _EXPORTS = {
     "compile_unet": "loss",
     "weighted_cross_entropy": "loss",
     "predict_tiled": "tiling",
+    "training_tile": "tiles",
     "challenge_scores": "challenge",
 }
 _SUBMODULES = {
-    "reference", "sizes", "images", "weights", "model", "loss", "synthetic", "datasets",
-    "augment", "pipeline", "tiling", "train", "evaluate", "challenge", "plots", "cli", "demo",
+    "reference", "sizes", "images", "weights", "model", "loss", "synthetic", "datasets", "augment", "tiles",
+    "pipeline", "tiling", "config", "train", "evaluate", "challenge", "plots", "cli", "demo", "one_pass", "fast",
+    "masks", "checks", "settings", "memory", "files", "runs", "callbacks",
 }
 
 __all__ = sorted(_EXPORTS) + ["reference"]

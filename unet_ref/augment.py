@@ -125,7 +125,7 @@ def identity_transform(image_shape):
     return Transform(np.zeros((ndim,) + (3,) * ndim), tuple(int(s) for s in image_shape), (0.0,) * ndim)
 
 
-def _window(transform, top_left, size):
+def check_window(transform, top_left, size):
     """(top_left, size) as int tuples, one per axis (defaults: the origin, the image)."""
     ndim = transform.ndim
     size = transform.image_shape if size is None else tuple(size)
@@ -147,7 +147,7 @@ def displacement_field(transform, top_left=None, size=None):
     (default: the whole image): the cubic spline through the knots, knot i of an axis of
     length L at pixel i (L - 1) / (grid - 1). The window may extend past the image: the
     spline is mirrored there like the image."""
-    top_left, size = _window(transform, top_left, size)
+    top_left, size = check_window(transform, top_left, size)
     grid = transform.displacement.shape[1]
     # every pixel's position in knot units: (ndim, *size)
     knots = np.meshgrid(*[np.arange(start, start + n) * ((grid - 1) / max(length - 1, 1))
@@ -160,7 +160,7 @@ def sample_positions(transform, top_left=None, size=None, elastic=True):
     """Image positions (ndim, *size) float64 that the window's pixels are read from:
     top_left + index + shift (+ the displacement field if `elastic`), before flips and
     rotations."""
-    top_left, size = _window(transform, top_left, size)
+    top_left, size = check_window(transform, top_left, size)
     shape = (-1,) + (1,) * len(size)
     positions = np.indices(size, dtype=np.float64) + np.add(top_left, transform.shift).reshape(shape)
     return positions + displacement_field(transform, top_left, size) if elastic else positions

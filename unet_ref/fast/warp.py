@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from unet_ref import _warp
-from unet_ref.augment import _window, dihedral
+from unet_ref.augment import check_window, dihedral
 from unet_ref.images import SCIPY_MIRROR_MODE
 
 __all__ = ["position_field", "PositionField", "spline_coefficients", "warp"]
@@ -56,7 +56,7 @@ def _partial_field(transform, top_left, size):
     """The displacement field of a window, contracted along every axis but the last:
     (partial (ndim, *size[:-1], grid), weights of the last axis (size[-1], grid)), so that
     field[k, ..., j] = partial[k, ...] . weights[j]."""
-    top_left, size = _window(transform, top_left, size)
+    top_left, size = check_window(transform, top_left, size)
     grid = transform.displacement.shape[1]
     weights = [_knot_weights(start, n, length, grid)  # (n, grid) per axis
                for start, n, length in zip(top_left, size, transform.image_shape)]
@@ -129,7 +129,7 @@ class PositionField:
 def position_field(transform, top_left=None, size=None, elastic=True):
     """The sample positions of a window as a `PositionField`: what `sample_positions`
     returns, not yet written out."""
-    top_left, size = _window(transform, top_left, size)
+    top_left, size = check_window(transform, top_left, size)
     partial, last = _partial_field(transform, top_left, size)
     partial = partial.reshape(len(size), *_volume_shape(size)[:-1], partial.shape[-1])  # (ndim, D, H, grid)
     partial = np.ascontiguousarray(partial) if elastic else np.zeros_like(partial, order="C")
