@@ -1,5 +1,6 @@
 """The ISBI 2012 challenge scores: hand-computed cases, the organisers' loops read literally,
 skimage's pair-counting Rand error, and stacks against their slices."""
+import functools
 import math
 
 import numpy as np
@@ -8,7 +9,7 @@ from scipy import ndimage
 from skimage.metrics import adapted_rand_error
 
 import unet_ref
-from unet_ref.challenge import THRESHOLDS, WARPING_THRESHOLDS, _thin, challenge_scores
+from unet_ref.challenge import THRESHOLDS, WARPING_THRESHOLDS, _thin, _warped_truth, challenge_scores
 from unet_ref.datasets import read_image
 
 FOUR, EIGHT = ndimage.generate_binary_structure(2, 1), ndimage.generate_binary_structure(2, 2)
@@ -143,27 +144,35 @@ def test_holes_and_thicker_membranes_are_not_warping_errors():
 
 # -- independent oracles ---------------------------------------------------------------
 
-def _is_simple(src, y, x):
-    """Topological numbers of the 3 x 3 patch, straight from their definition."""
+@functools.cache
+def _simple_patch(patch):
+    """Topological numbers of a 3 x 3 patch (9 values, row-major), straight from their
+    definition: T4 of the cells and T8 of the membrane around the centre are both 1."""
     ring = np.ones((3, 3), bool)
     ring[1, 1] = False
-    cells = src[y - 1:y + 2, x - 1:x + 2].astype(bool) & ring
+    cells = np.array(patch, bool).reshape(3, 3) & ring
     pieces, _ = ndimage.label(cells, FOUR)
     t4 = len({pieces[0, 1], pieces[1, 0], pieces[1, 2], pieces[2, 1]} - {0})
     return t4 == 1 and ndimage.label(ring & ~cells, EIGHT)[1] == 1
 
 
-def _organisers_warping(cells, prob, th, radius=20):
-    """WarpingError.simplePointWarp2d + classifyMismatches2d read literally: every pass
-    rescans the padded image, sorts the mismatches by float |P - th| (stable, column-major)
-    and flips each one simple at its turn, until a pass changes nothing; then each
-    mismatch left is classified by re-labelling the whole image or its window."""
+def _is_simple(src, y, x):
+    return _simple_patch(tuple(src[y - 1:y + 2, x - 1:x + 2].ravel().tolist()))
+
+
+def _organisers_warp(cells, prob, th):
+    """WarpingError.simplePointWarp2d read literally: every pass rescans the padded image,
+    sorts the mismatches by float |P - th| (stable, column-major) and flips each one simple
+    at its turn, until a pass changes nothing. Returns the warped cells, the mismatches
+    left [(y, x), ...] in the order of the last pass, and the number of passes."""
     H, W = cells.shape
     src, target = np.pad(cells, 1).astype(np.uint8), np.pad(prob.astype(np.float64) > th, 1)
+    passes = 0
     while True:
         mism = [(np.float32(abs(float(prob[y - 1, x - 1]) - th)), x, y)
                 for x in range(1, W + 1) for y in range(1, H + 1) if src[y, x] != target[y, x]]
         mism.sort(key=lambda m: -m[0])
+        passes += 1
         flipped = 0
         for _, x, y in mism:
             if _is_simple(src, y, x):
@@ -171,11 +180,17 @@ def _organisers_warping(cells, prob, th, radius=20):
                 flipped += 1
         if flipped == 0:
             break
-    warped = src[1:-1, 1:-1].astype(bool)
+    return src[1:-1, 1:-1].astype(bool), [(y - 1, x - 1) for _, x, y in mism], passes
+
+
+def _organisers_warping(cells, prob, th, radius=20):
+    """_organisers_warp, then WarpingError.classifyMismatches2d read literally: each
+    mismatch left is classified by re-labelling the whole image or its window."""
+    H, W = cells.shape
+    warped, mism, _ = _organisers_warp(cells, prob, th)
     labels, _ = ndimage.label(warped, FOUR)
     splits = merges = 0
-    for _, x, y in mism:
-        y, x = y - 1, x - 1
+    for y, x in mism:
         ids = {labels[y + dy, x + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)
                if (dy or dx) and 0 <= y + dy < H and 0 <= x + dx < W}
         if len(ids) >= 3:
@@ -201,6 +216,68 @@ def test_warping_equals_the_organisers_rescanning_loop(seed, shape):
     for k in (0, 4, 9):
         assert tuple(sweep[k]) == _organisers_warping(truth, prob, WARPING_THRESHOLDS[k])
     assert sweep.sum() > 0  # the case exercises splits and merges
+
+
+def _spiral(n):
+    """Membrane along a square spiral from the top-left corner inwards, cells between its
+    turns (the cells are one 1 px corridor winding to the centre): (cells, the membrane
+    pixels' rank along the spiral, -1 on cells)."""
+    step = np.full((n, n), -1)
+    y, x, dy, dx, k = 0, 0, 0, 1, 0
+    step[0, 0] = 0
+    for length in [n - 1] * 3 + [m for m in range(n - 3, 0, -2) for _ in range(2)]:
+        for _ in range(length):
+            y, x, k = y + dy, x + dx, k + 1
+            step[y, x] = k
+        dy, dx = dx, -dy  # turn right
+    return step < 0, step
+
+
+def _spiral_cases(n):
+    spiral, step = _spiral(n)
+    whole = np.ones((n, n), bool)
+    walled = whole.copy()
+    walled[:, [1, n - 2]] = False  # two membrane columns the spiral crosses
+    # P(cell) falling from 0.35 at the border to 0 at the centre: the pixel that is simple
+    # is always the least confident, visited last, so a pass flips about one pixel
+    inward = np.where(spiral, 1.0, 0.35 * (1 - step / step.max()))
+    return {
+        "the spiral grows into one cell": (spiral, whole),
+        "the spiral grows about a pixel per pass": (inward, whole),
+        "the spiral crosses two membranes": (spiral, walled),
+        "the spiral corridor shrinks to nothing": (np.zeros((n, n)), spiral),
+    }
+
+
+@pytest.mark.parametrize("case", list(_spiral_cases(4)))
+def test_a_spiral_warped_one_pixel_per_pass_gives_the_organisers_result(case):
+    # Every flip along the spiral makes the next pixel simple, and half of the turns run
+    # against the scan order: the rescanning loop needs a pass per pixel or so there
+    # (quadratic in the image size), the kernel revisits only a flip's neighbours.
+    n = 24
+    prob, truth = _spiral_cases(n)[case]
+    prob = prob.astype(np.float32).astype(np.float64)
+    sweep = challenge_scores(prob, truth)["sweep"]["splits_merges"]
+    for k in (4, 5, 6):  # where the noisy spiral is whole, 0.2 and 0.8 give or take 0.1
+        th = WARPING_THRESHOLDS[k]
+        warped, left, passes = _organisers_warp(truth, prob, th)
+        assert passes > 2 * n  # the chain of flips the case is about
+        ours, rows, cols = _warped_truth(truth, prob, th)
+        assert np.array_equal(ours, warped) and list(zip(rows.tolist(), cols.tolist())) == left
+        assert tuple(sweep[k]) == _organisers_warping(truth, prob, th)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_warped_truth_and_its_mismatches_left_are_the_organisers(seed):
+    # random cells and probabilities rounded to 0.1: many ties in |P - th|, many flips
+    rng = np.random.default_rng(seed)
+    shape = tuple(rng.integers(3, 20, 2))
+    truth, prob = _blobs(seed, shape) if seed % 2 else (rng.random(shape) > 0.4, rng.random(shape).round(1))
+    prob = prob.astype(np.float32).astype(np.float64)
+    for th in WARPING_THRESHOLDS[::3]:
+        warped, left, _ = _organisers_warp(truth, prob, th)
+        ours, rows, cols = _warped_truth(truth, prob, th)
+        assert np.array_equal(ours, warped) and list(zip(rows.tolist(), cols.tolist())) == left
 
 
 def _singletons(labels, truth_cells):
