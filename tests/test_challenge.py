@@ -303,6 +303,140 @@ def test_rand_counts_are_skimages_pair_counts_plus_the_self_pairs():
         assert recall == pytest.approx((tp - n) / (tp + fp - n), rel=1e-12)
 
 
+# -- the organisers' definitions, computed separately -----------------------------------
+# Plain numpy from the definitions (Arganda-Carreras et al. 2015; the Fiji classes named in
+# challenge_scores' docstring): contingency counts by np.unique over label pairs, entropies
+# from probabilities, the best of the sweep by argmax. Nothing here reuses the module's
+# pair sums, F-score or best-threshold code; the thinning (`_thin`, tested by hand above)
+# and the thresholds (tested literally above) are the only shared pieces.
+
+def _sweep_thresholds(stop):
+    running = np.concatenate([[0.0], np.cumsum(np.full(11, 0.1))])  # sequential sums, as Java's th += 0.1
+    return running[running <= stop]
+
+
+def _pixels_in_truth_cells(truth_labels, proposal_labels):
+    """(truth ids, proposal ids) over the truth's cell pixels; a proposal membrane pixel
+    there is a segment of its own."""
+    inside = truth_labels > 0
+    t, p = truth_labels[inside], proposal_labels[inside].astype(np.int64)
+    return t, np.where(p > 0, p, -1 - np.arange(p.size))
+
+
+def _sizes(*ids):
+    return np.unique(np.stack(ids), axis=1, return_counts=True)[1].astype(np.float64)
+
+
+def _pair_counts(t, p):
+    """Ordered pixel pairs (each pixel with itself too) in one segment of: both, the
+    proposal, the truth."""
+    return (_sizes(t, p) ** 2).sum(), (_sizes(p) ** 2).sum(), (_sizes(t) ** 2).sum()
+
+
+def _entropy(sizes):
+    q = sizes / sizes.sum()
+    return float(-(q * np.log(q)).sum())
+
+
+def _v_info(t, p):
+    """Harmonic mean of I/H(truth) and I/H(proposal) = 2 I / (H(truth) + H(proposal));
+    0 where either entropy is 0."""
+    h_truth, h_prop = _entropy(_sizes(t)), _entropy(_sizes(p))
+    if h_truth == 0 or h_prop == 0:
+        return 0.0
+    return 2 * (h_truth + h_prop - _entropy(_sizes(t, p))) / (h_truth + h_prop)
+
+
+def _f(precision, recall):
+    return 2 * precision * recall / (precision + recall)
+
+
+def _definitions(prob, truth):
+    """Per threshold of the sweep: pixel F-score and Rand F-score (counts pooled over the
+    slices), V_Rand and V_Info (averaged over the slices)."""
+    prob = prob.astype(np.float32).astype(np.float64).reshape((-1,) + prob.shape[-2:])  # (N, H, W)
+    truth = truth.reshape(prob.shape) > 0
+    curves = {"pixel": [], "rand": [], "v_rand": [], "v_info": []}
+    for th in _sweep_thresholds(1.0):
+        proposal = prob > th
+        tp, fp, fn = (np.count_nonzero(proposal & truth), np.count_nonzero(proposal & ~truth),
+                      np.count_nonzero(~proposal & truth))
+        curves["pixel"].append(_f(tp / (tp + fp), tp / (tp + fn)))
+        pairs, v_rand, v_info = np.zeros(3), [], []
+        for cells, slice_truth in zip(proposal, truth):
+            truth_labels = ndimage.label(slice_truth, FOUR)[0]
+            pairs += _pair_counts(*_pixels_in_truth_cells(truth_labels, ndimage.label(cells, FOUR)[0]))
+            t, p = _pixels_in_truth_cells(truth_labels, _thin(cells))
+            both, in_proposal, in_truth = _pair_counts(t, p)
+            v_rand.append(_f(both / in_proposal, both / in_truth))
+            v_info.append(_v_info(t, p))
+        curves["rand"].append(_f(pairs[0] / pairs[1], pairs[0] / pairs[2]))
+        curves["v_rand"].append(np.mean(v_rand))
+        curves["v_info"].append(np.mean(v_info))
+    return {name: np.array(values) for name, values in curves.items()}
+
+
+def _grid_with_merges_and_splits():
+    """Truth: a 3 x 3 grid of 7 x 7 cells, 1 px membranes. P(cell): 1 in the cells, 0.1
+    on the membranes, except three membrane gaps at 0.55-0.75 (merges below those
+    thresholds) and two lines across cells at 0.25-0.35 (splits above them)."""
+    truth = np.zeros((26, 26), np.uint8)
+    for y in (1, 9, 17):
+        for x in (1, 9, 17):
+            truth[y:y + 7, x:x + 7] = 255
+    prob = np.where(truth > 0, 1.0, 0.1)
+    prob[3:6, 8], prob[12, 10:14], prob[19:22, 16] = 0.55, 0.65, 0.75  # gaps between cells
+    prob[1:8, 4], prob[20, 1:8] = 0.25, 0.35  # lines cutting two cells
+    return prob, truth
+
+
+def _random_segmentations(seed):
+    """Two slices of random blob cells (several per slice) and a noisy P(cell)."""
+    rng = np.random.default_rng(seed)
+    truth = ndimage.gaussian_filter(rng.normal(size=(2, 26, 28)), (0, 1.5, 1.5)) > 0.15
+    prob = np.clip(0.25 + 0.5 * truth + rng.normal(0, 0.25, truth.shape), 0, 1)
+    prob[truth & (rng.random(truth.shape) < 0.05)] = 1.0  # cells at every threshold
+    return prob, truth
+
+
+CASES = {"merges and splits": _grid_with_merges_and_splits, "random 0": lambda: _random_segmentations(5),
+         "random 1": lambda: _random_segmentations(6)}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_sweeps_keep_the_best_threshold_of_the_organisers_definitions(case):
+    prob, truth = CASES[case]()
+    curves = _definitions(prob, truth)
+    scores = challenge_scores(prob, truth)
+    thresholds = _sweep_thresholds(1.0)
+    for name, curve, error in (("pixel_error", curves["pixel"], True), ("rand_error", curves["rand"], True),
+                               ("v_rand", curves["v_rand"], False), ("v_info", curves["v_info"], False)):
+        best = int(np.argmax(curve))  # the first best, as the Java loops keep it
+        assert scores[name] == pytest.approx(1 - curve[best] if error else curve[best], rel=1e-12), name
+        assert scores[f"{name}_threshold"] == thresholds[best], name
+        assert curve.max() - curve.min() > 0.01, f"{name}: the threshold must matter in this case"
+    np.testing.assert_allclose(scores["sweep"]["v_rand"], curves["v_rand"], rtol=1e-12)
+    np.testing.assert_allclose(scores["sweep"]["v_info"], curves["v_info"], rtol=1e-12)
+
+
+def test_v_info_of_a_merge_by_hand():
+    # Truth 3 x 11: cells A (columns 0-2), B (4-6), C (8-10), 9 px each, n = 27. The proposal
+    # fills the membrane between A and B: segments A+B (18 px) and C (9 px), nothing split.
+    truth = np.full((3, 11), 255, np.uint8)
+    truth[:, [3, 7]] = 0
+    prob = (truth > 0).astype(np.float32)
+    prob[:, 3] = 1.0
+    scores = challenge_scores(prob, truth)
+    # H(truth) = ln 3; H(proposal) = ln 3 - (2/3) ln 2; each proposal segment is a union of
+    # truth cells, so H(truth, proposal) = H(truth) and I = H(proposal) < H(truth): a merge
+    # loses information. V_Info = 2 I / (H(truth) + H(proposal)).
+    h_truth, h_prop = math.log(3), math.log(3) - 2 / 3 * math.log(2)
+    assert scores["v_info"] == pytest.approx(2 * h_prop / (h_truth + h_prop))
+    # ordered pairs: together in both 3 * 81 = 243 = in the truth; in the proposal 18^2 + 81
+    assert scores["v_rand"] == pytest.approx(_f(243 / 405, 1.0)) == pytest.approx(0.75)
+    assert scores["rand_error"] == pytest.approx(0.25)
+
+
 def test_a_stack_sums_its_slices_counts_and_averages_their_v_scores():
     truth, prob = _blobs(3, (20, 22), slices=3)
     stack = challenge_scores(prob, truth)
