@@ -2,6 +2,10 @@
 skimage's pair-counting Rand error, and stacks against their slices."""
 import functools
 import math
+import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -504,3 +508,18 @@ def test_isbi_slices_with_a_perturbed_truth(isbi_label_paths):
         proposals.append(_singletons(ndimage.label(p > th, FOUR)[0], t > 0) + 10**7 * i)
     are = adapted_rand_error(np.hstack(truths), np.hstack(proposals))[0]
     assert abs(scores["rand_error"] - are) < 1e-3
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_a_test_needing_absent_data_skips_with_the_reason_or_fails_where_required(tmp_path, required):
+    # a user's clone without ../shared skips it; .ci/run (UNET_REF_REQUIRE_DATA=1) fails it.
+    # This project's conftest.py beside a test that asks for the data, in a folder of its own.
+    here = pathlib.Path(__file__).parent
+    (tmp_path / "conftest.py").write_text((here / "conftest.py").read_text())
+    (tmp_path / "test_needs_data.py").write_text("def test_needs_data(isbi_dir):\n    pass\n")
+    env = {**os.environ, "UNET_REF_ISBI": str(tmp_path / "absent"), "UNET_REF_REQUIRE_DATA": "1" if required else "0"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(tmp_path)],
+                          env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == (1 if required else 0), done.stdout[-2000:]
+    assert ("1 error" if required else "1 skipped") in done.stdout
+    assert f"ISBI 2012 data not found at {tmp_path / 'absent'}" in done.stdout
