@@ -166,7 +166,8 @@ def cmd_evaluate(args):
         truth = np.concatenate([t.reshape((-1,) + t.shape[-2:]) for _, _, t in pairs])
         scores = challenge_scores(prob, truth)
         print("\nISBI 2012 challenge scores (thresholds swept; unet_ref.challenge):")
-        print(format_scores(scores, f"{len(pairs)} volume(s), {len(prob)} slices" if volumes else f"{len(pairs)} image(s)"))
+        name = f"{len(pairs)} volume(s), {len(prob)} slices" if volumes else f"{len(pairs)} image(s)"
+        print(format_scores(scores, name))
         results["challenge"] = scores
     if out:
         write_json(out / "metrics.json", results)
