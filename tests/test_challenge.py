@@ -403,13 +403,13 @@ def _random_segmentations(seed):
     return prob, truth
 
 
-CASES = {"merges and splits": _grid_with_merges_and_splits, "random 0": lambda: _random_segmentations(5),
-         "random 1": lambda: _random_segmentations(6)}
+SWEEP_CASES = {"merges and splits": _grid_with_merges_and_splits, "random 0": lambda: _random_segmentations(5),
+               "random 1": lambda: _random_segmentations(6)}
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", list(SWEEP_CASES))
 def test_the_sweeps_keep_the_best_threshold_of_the_organisers_definitions(case):
-    prob, truth = CASES[case]()
+    prob, truth = SWEEP_CASES[case]()
     curves = _definitions(prob, truth)
     scores = challenge_scores(prob, truth)
     thresholds = _sweep_thresholds(1.0)
