@@ -8,7 +8,8 @@ every function here takes clean, C-contiguous arrays and releases the GIL.
   the order of the organisers' code. The mismatches only ever shrink (a flipped pixel
   matches the fixed proposal for good), so the confidence order computed once stays valid:
   one pass over the remaining mismatches flips, in that order, every pixel that is simple
-  *at its turn*; passes repeat until one flips nothing.
+  *at its turn*; passes repeat until one flips nothing. A pass visits only the mismatches
+  next to a flip since their last visit, the others being unchanged.
 - `_splits_merges`: classifies the mismatches left after warping and counts the two kinds
   the challenge scores, splits and merges.
 - `_thin`: the watershed flooding that thins the proposal's membranes to 1 px before V_Rand
@@ -28,32 +29,120 @@ cdef enum:
     INQUEUE = -3
 
 
+cdef inline void _push(Py_ssize_t* heap, Py_ssize_t* size, Py_ssize_t value) noexcept nogil:
+    """Binary min-heap of ranks: add `value`."""
+    cdef Py_ssize_t i = size[0], up
+    size[0] += 1
+    while i > 0:
+        up = (i - 1) >> 1
+        if heap[up] <= value:
+            break
+        heap[i] = heap[up]
+        i = up
+    heap[i] = value
+
+
+cdef inline Py_ssize_t _pop(Py_ssize_t* heap, Py_ssize_t* size) noexcept nogil:
+    """Binary min-heap of ranks: remove and return the smallest."""
+    cdef Py_ssize_t top = heap[0], last, i = 0, child, n
+    size[0] -= 1
+    n = size[0]
+    last = heap[n]
+    while True:
+        child = 2 * i + 1
+        if child >= n:
+            break
+        if child + 1 < n and heap[child + 1] < heap[child]:
+            child += 1
+        if heap[child] >= last:
+            break
+        heap[i] = heap[child]
+        i = child
+    heap[i] = last
+    return top
+
+
 def _warp(uint8_t[:, ::1] source, Py_ssize_t[::1] order, const uint8_t[::1] simple):
     """Flip simple mismatches of `source` (0/1, one pixel of zero padding all round) in
     place. `order` holds the flat indices of the mismatches, most confident first; on
     return its first n entries are the mismatches left (same order) and n is returned.
     `simple[code]` is 1 if a pixel whose 8 neighbours read `code` (bit k = k-th neighbour
-    in row-major order) can flip without changing the topology."""
-    cdef Py_ssize_t stride = source.shape[1], n = order.shape[0], k, m, idx, flipped = 1
+    in row-major order) can flip without changing the topology.
+
+    Equals the organisers' passes (WarpingError.simplePointWarp2d: every pass visits every
+    mismatch left, in `order`, and flips each one simple at its turn; passes repeat until
+    one flips nothing) without revisiting what cannot have changed. A mismatch found not
+    simple stays not simple until one of its 8 neighbours flips, so a pass only needs the
+    mismatches with a neighbour flipped since their last visit. A flip at rank r makes a
+    neighbour of rank j > r due later in the same pass (the organisers reach it after r)
+    and one of rank j < r due in the next pass (already visited in this one). The first
+    pass visits every rank; the later ones visit their due ranks in increasing order from
+    a min-heap, and the run stops when a pass leaves nothing due for the next. Cost:
+    O((mismatches + 8 flips) log mismatches), where visiting every mismatch per pass costs
+    up to mismatches x passes: a chain of flips running against `order` (a spiral that
+    grows, or a corridor that shrinks, a pixel per pass) needs passes of the order of the
+    image's pixels."""
+    cdef Py_ssize_t stride = source.shape[1], npix = source.shape[0] * source.shape[1]
+    cdef Py_ssize_t n = order.shape[0], k, j, m, idx, size_now = 0, size_next = 0, npass = 0
+    cdef Py_ssize_t[8] around = [-stride - 1, -stride, -stride + 1, -1, 1, stride - 1, stride, stride + 1]
     cdef uint8_t* s = &source[0, 0]
-    cdef int code
+    cdef int code, b
+    cdef Py_ssize_t* rank = <Py_ssize_t*> malloc(npix * sizeof(Py_ssize_t))  # -1: not a mismatch (now)
+    cdef Py_ssize_t* due = <Py_ssize_t*> calloc(n + 1, sizeof(Py_ssize_t))  # the pass a rank is due in
+    cdef Py_ssize_t* now = <Py_ssize_t*> malloc((n + 1) * sizeof(Py_ssize_t))  # heap of this pass
+    cdef Py_ssize_t* later = <Py_ssize_t*> malloc((n + 1) * sizeof(Py_ssize_t))  # heap of the next
+    cdef Py_ssize_t* swap
+    if rank == NULL or due == NULL or now == NULL or later == NULL:
+        free(rank); free(due); free(now); free(later)
+        raise MemoryError()
     with nogil:
-        while flipped and n > 0:
-            flipped = 0
-            m = 0
-            for k in range(n):
+        for idx in range(npix):
+            rank[idx] = -1
+        for k in range(n):
+            rank[order[k]] = k
+        while True:  # the passes
+            k = -1
+            while True:  # one pass: its due ranks in increasing order
+                if npass == 0:  # the first visits every mismatch
+                    k += 1
+                    if k == n:
+                        break
+                elif size_now == 0:
+                    break
+                else:
+                    k = _pop(now, &size_now)
                 idx = order[k]
                 code = (s[idx - stride - 1] | s[idx - stride] << 1 | s[idx - stride + 1] << 2
                         | s[idx - 1] << 3 | s[idx + 1] << 4
                         | s[idx + stride - 1] << 5 | s[idx + stride] << 6 | s[idx + stride + 1] << 7)
-                if simple[code]:
-                    s[idx] ^= 1  # a flip is live: later pixels of this pass see it
-                    flipped += 1
-                else:
-                    order[m] = idx
-                    m += 1
-            n = m
-    return n
+                if not simple[code]:
+                    continue
+                s[idx] ^= 1  # a flip is live: later pixels of this pass see it
+                rank[idx] = -1
+                for b in range(8):
+                    j = rank[idx + around[b]]
+                    if j < 0:
+                        continue
+                    if j > k and due[j] != npass:
+                        due[j] = npass
+                        _push(now, &size_now, j)
+                    elif j < k and due[j] != npass + 1:
+                        due[j] = npass + 1
+                        _push(later, &size_next, j)
+            if size_next == 0:
+                break
+            swap = now
+            now = later
+            later = swap
+            size_now, size_next = size_next, 0
+            npass += 1
+        m = 0
+        for k in range(n):
+            if rank[order[k]] >= 0:
+                order[m] = order[k]
+                m += 1
+    free(rank); free(due); free(now); free(later)
+    return m
 
 
 cdef inline int _root(int* parent, int s) noexcept nogil:
@@ -64,7 +153,7 @@ cdef inline int _root(int* parent, int s) noexcept nogil:
 
 cdef bint _splits_on_removal(const int32_t* lab, Py_ssize_t H, Py_ssize_t W, Py_ssize_t y,
                              Py_ssize_t x, Py_ssize_t radius, int64_t* stamp, int64_t base,
-                             Py_ssize_t* stacks, Py_ssize_t cap) noexcept nogil:
+                             int64_t* stacks, Py_ssize_t cap) noexcept nogil:
     """True if the cell 8-neighbours of cell pixel (y, x) fall into two or more
     4-connected pieces once (y, x) is removed, looking only inside the window of
     `radius` around it (the organisers' local re-labelling).
@@ -72,42 +161,48 @@ cdef bint _splits_on_removal(const int32_t* lab, Py_ssize_t H, Py_ssize_t W, Py_
     Every cell neighbour starts a flood, and the floods grow one pixel each in turn:
     floods that touch join (union-find), and a group of floods with nothing left to grow
     is cut off from the rest, a split. So a small cut-off piece is found after a few steps
-    instead of after flooding the whole window. stamp[p] = base + s marks pixel p as
-    reached by flood s (base + 8: the removed pixel); older stamps are below base."""
+    instead of after flooding the whole window; the cost is at most twice the smaller
+    piece inside the window. stamp[p] = base + s marks pixel p as reached by flood s
+    (base + 8: the removed pixel); older stamps are below base. The stacks hold
+    (row << 32) | column: no division per step."""
     cdef Py_ssize_t y0 = max(y - radius, 0), y1 = min(y + radius, H - 1)
     cdef Py_ssize_t x0 = max(x - radius, 0), x1 = min(x + radius, W - 1)
-    cdef Py_ssize_t dy, dx, yy, xx, p, q, j
+    cdef Py_ssize_t dy, dx, yy, xx, q, j
+    cdef int64_t p
     cdef Py_ssize_t[4] off_y = [0, -1, 0, 1]
     cdef Py_ssize_t[4] off_x = [-1, 0, 1, 0]
     cdef Py_ssize_t[8] top
     cdef int[8] parent
     cdef int n = 0, groups, s, t, r
-    cdef bint alive
+    cdef bint alive, dry
     for dy in range(-1, 2):
         for dx in range(-1, 2):
             yy, xx = y + dy, x + dx
             if (dy or dx) and 0 <= yy < H and 0 <= xx < W and lab[yy * W + xx] != 0:
                 stamp[yy * W + xx] = base + n
-                stacks[n * cap] = yy * W + xx
+                stacks[n * cap] = (<int64_t>yy << 32) | xx
                 top[n] = 1
                 parent[n] = n
                 n += 1
     stamp[y * W + x] = base + 8  # the removed pixel blocks every path
     groups = n
     while True:
+        dry = False
         for s in range(n):
             if top[s] == 0:
                 continue
             top[s] -= 1
             p = stacks[s * cap + top[s]]
             for j in range(4):
-                yy, xx = p // W + off_y[j], p % W + off_x[j]
-                if not (y0 <= yy <= y1 and x0 <= xx <= x1) or lab[yy * W + xx] == 0:
+                yy, xx = (p >> 32) + off_y[j], (p & ((<int64_t>1 << 32) - 1)) + off_x[j]
+                if not (y0 <= yy <= y1 and x0 <= xx <= x1):
                     continue
                 q = yy * W + xx
+                if lab[q] == 0:
+                    continue
                 if stamp[q] < base:
                     stamp[q] = base + s
-                    stacks[s * cap + top[s]] = q
+                    stacks[s * cap + top[s]] = (<int64_t>yy << 32) | xx
                     top[s] += 1
                 elif stamp[q] < base + 8:  # reached by flood t: the two pieces are one
                     r, t = _root(parent, s), _root(parent, <int>(stamp[q] - base))
@@ -116,6 +211,9 @@ cdef bint _splits_on_removal(const int32_t* lab, Py_ssize_t H, Py_ssize_t W, Py_
                         groups -= 1
                         if groups == 1:
                             return False
+            dry = dry or top[s] == 0
+        if not dry:  # a group can only be cut off when one of its floods runs dry
+            continue
         for s in range(n):  # a group whose floods are all stuck is cut off
             if _root(parent, s) != s:
                 continue
@@ -150,7 +248,7 @@ def _splits_merges(const int32_t[:, ::1] labels, const Py_ssize_t[::1] rows,
     cdef const int32_t* lab = &labels[0, 0]
     cdef Py_ssize_t cap = min(2 * radius + 1, H) * min(2 * radius + 1, W)  # window pixels
     cdef int64_t* stamp = <int64_t*> calloc(H * W, sizeof(int64_t))
-    cdef Py_ssize_t* stacks = <Py_ssize_t*> malloc(8 * cap * sizeof(Py_ssize_t))
+    cdef int64_t* stacks = <int64_t*> malloc(8 * cap * sizeof(int64_t))
     if stamp == NULL or stacks == NULL:
         free(stamp)
         free(stacks)

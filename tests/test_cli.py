@@ -252,6 +252,41 @@ def test_evaluate_challenge_prints_the_challenge_scores_beside_the_papers_table(
     assert saved["rand_error"] == pytest.approx(expected["rand_error"])
 
 
+def test_evaluate_volumes_challenge_scores_the_stack_of_their_z_slices(tmp_path):
+    from unet_ref.challenge import challenge_scores
+    from unet_ref.synthetic import synthetic_volume
+
+    truth, pred = tmp_path / "truth", tmp_path / "pred"
+    truth.mkdir(), pred.mkdir()
+    slices = []
+    for name, depth, seed in (("a", 5, 1), ("b", 3, 2)):  # two volumes of different depths
+        mask = synthetic_volume((16, 24, 28), seed=seed)[1][:depth]
+        prob = np.clip(mask / 255.0 + np.random.default_rng(seed).normal(0, 0.3, mask.shape), 0, 1).astype(np.float32)
+        tifffile.imwrite(truth / f"{name}.tif", mask, photometric="minisblack")  # a stack, not RGB
+        tifffile.imwrite(pred / f"{name}_prob.tif", prob, photometric="minisblack")
+        slices.append((prob, mask))
+    result = run("evaluate", "--pred", pred, "--truth", truth, "--volumes", "--challenge", "--out", tmp_path / "m")
+    assert result.returncode == 0, result.stderr
+    assert "2 volume(s), 8 slices" in result.stdout
+    expected = challenge_scores(np.concatenate([p for p, _ in slices]), np.concatenate([m for _, m in slices]))
+    saved = json.loads((tmp_path / "m" / "metrics.json").read_text())["challenge"]
+    for name in ("pixel_error", "rand_error", "warping_error", "v_rand", "v_info"):
+        assert saved[name] == pytest.approx(expected[name], rel=1e-12), name
+
+
+def test_evaluate_challenge_refuses_unequal_slice_sizes_before_any_work(tmp_path):
+    truth, pred = tmp_path / "truth", tmp_path / "pred"
+    truth.mkdir(), pred.mkdir()
+    for name, shape in (("a", (4, 20, 20)), ("b", (4, 20, 24))):
+        tifffile.imwrite(truth / f"{name}.tif", np.full(shape, 255, np.uint8), photometric="minisblack")
+        tifffile.imwrite(pred / f"{name}_prob.tif", np.ones(shape, np.float32), photometric="minisblack")
+    result = run("evaluate", "--pred", pred, "--truth", truth, "--volumes", "--challenge", "--out", tmp_path / "m")
+    assert result.returncode == 2 and result.stdout == ""  # not even the table
+    assert result.stderr.strip() == ("unet-ref evaluate: error: --challenge scores one stack of equally sized slices, "
+                                     "got (H, W) sizes [(20, 20), (20, 24)]")
+    assert not (tmp_path / "m").exists()
+
+
 def test_weightmap_of_a_3d_stack_with_spacing_equals_the_library(tmp_path):
     from unet_ref.weights import weight_map
 

@@ -15,10 +15,19 @@ An HTML comment on the line just before a block changes how it runs:
 
 Blocks in other languages (```bash, ```text) are never executed. A skipped block must not
 define anything a later block of its page needs.
+
+A ```text block right after a ```python block (only blank lines between) is what that block
+prints, and is compared with it: token by token, whitespace aside; a number matches to the
+digits written (0.05 matches any printed value in [0.045, 0.055], 13 any in [12.5, 13.5]),
+and ... stands for any text (a value that depends on training, say).
 """
+import contextlib
+import functools
+import io
 import os
 import pathlib
 import re
+import sys
 
 import pytest
 
@@ -73,6 +82,47 @@ def python_blocks(page):
             for line, lang, markers, source in code_blocks(page.read_text(encoding="utf-8")) if lang in ("python", "py")]
 
 
+def expected_outputs(text):
+    """{first line of a ```python block: (first line of its ```text output block, that text)}."""
+    lines, blocks = text.splitlines(), list(code_blocks(text))
+    outputs = {}
+    for (line, lang, _, source), (next_line, next_lang, _, expected) in zip(blocks, blocks[1:]):
+        closing = line + source.count("\n")  # the closing fence's line (1-based)
+        between = lines[closing:next_line - 2]
+        if lang in ("python", "py") and next_lang == "text" and not any(b.strip() for b in between):
+            outputs[line] = (next_line, expected)
+    return outputs
+
+
+# numbers first (so that 0.5 or -3 is one token), then words, then any other character
+TOKEN = re.compile(r"\.\.\.|[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|\w+|\S")
+NUMBER = re.compile(r"[-+]?(?:\d+\.?(?P<decimals>\d*)|\.(?P<only>\d+))(?:[eE](?P<exponent>[-+]?\d+))?")
+
+
+def _same_token(written, printed):
+    number = NUMBER.fullmatch(written)
+    if number is None or NUMBER.fullmatch(printed) is None:
+        return written == printed
+    decimals = len(number["decimals"] or number["only"] or "")
+    half_digit = 0.5 * 10.0 ** (int(number["exponent"] or 0) - decimals)
+    return abs(float(printed) - float(written)) <= half_digit * (1 + 1e-9)
+
+
+def output_matches(expected, printed):
+    """True if `printed` reads as the output block `expected` (the rule in the docstring)."""
+    want, got = TOKEN.findall(expected), TOKEN.findall(printed)
+
+    @functools.cache
+    def match(i, j):
+        if i == len(want):
+            return j == len(got)
+        if want[i] == "...":
+            return any(match(i + 1, k) for k in range(j, len(got) + 1))
+        return j < len(got) and _same_token(want[i], got[j]) and match(i + 1, j + 1)
+
+    return match(0, 0)
+
+
 PAGES_WITH_CODE = [p for p in PAGES if p.exists() and python_blocks(p)]
 
 
@@ -86,6 +136,27 @@ def test_the_block_parser_finds_fences_markers_and_line_numbers():
     ]
     with pytest.raises(ValueError, match="unclosed"):
         list(code_blocks("```python\nx = 1\n"))
+
+
+def test_an_output_block_is_the_text_block_right_after_a_python_block():
+    text = "```python\nprint(1)\n```\n\n```text\n1\n```\n```python\nx = 2\n```\nprose\n```text\nnot output\n```\n"
+    assert expected_outputs(text) == {2: (6, "1\n")}
+
+
+@pytest.mark.parametrize("expected, printed, same", [
+    ("(1, 44, 60)", "(1, 44,  60)\n", True),
+    ("(1, 44, 60)", "(1, 44, 61)", False),
+    ("12.7 GiB", "12.702 GiB", True),  # to the digits written
+    ("12.7 GiB", "12.76 GiB", False),
+    ("46.01%", "46.0147%", True),
+    ("13", "12.7", True),
+    ("6e-08", "5.96e-08", True),
+    ("a ... b", "a x 1.5 y b", True),  # ... is any text
+    ("a ... b", "a x 1.5 y c", False),
+    ("x", "x y", False),  # nothing printed beyond what is written
+])
+def test_an_output_block_matches_numbers_to_the_digits_written(expected, printed, same):
+    assert output_matches(expected, printed) is same
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
@@ -104,27 +175,39 @@ def test_python_blocks_of_the_page_run_in_order(page, tmp_path, monkeypatch, req
     import matplotlib.pyplot as plt
 
     monkeypatch.chdir(tmp_path)
-    try:
-        isbi = request.getfixturevalue("isbi_dir")
-        monkeypatch.setenv("UNET_REF_ISBI", str(isbi))
-    except pytest.skip.Exception:
-        isbi = None
+    isbi = None  # asked for at the first block that needs it: False when absent
 
     namespace = {"__name__": f"docs_{page.stem}"}
     skipped = []
+    outputs = expected_outputs(page.read_text(encoding="utf-8"))
     for line_no, _, markers, source in python_blocks(page):
         if ("skip", "slow") in markers and not RUN_SLOW:
             skipped.append(f"line {line_no} (slow; UNET_REF_DOCS_SLOW=1 runs it)")
             continue
-        if ("requires", "isbi") in markers and isbi is None:
-            skipped.append(f"line {line_no} (ISBI 2012 data absent)")
-            continue
+        if ("requires", "isbi") in markers:
+            if isbi is None:
+                try:  # fails here instead where the data is required (conftest.missing_data)
+                    isbi = request.getfixturevalue("isbi_dir")
+                    monkeypatch.setenv("UNET_REF_ISBI", str(isbi))
+                except pytest.skip.Exception:
+                    isbi = False
+            if not isbi:
+                skipped.append(f"line {line_no} (ISBI 2012 data absent)")
+                continue
         # Pad with newlines so that tracebacks show the Markdown file's line numbers.
         code = compile("\n" * (line_no - 1) + source, str(page), "exec")
+        printed = io.StringIO()
         try:
-            exec(code, namespace)
+            with contextlib.redirect_stdout(printed):
+                exec(code, namespace)
         finally:
             plt.close("all")
+            sys.stdout.write(printed.getvalue())
+        if line_no in outputs:
+            output_line, expected = outputs[line_no]
+            assert output_matches(expected, printed.getvalue()), (
+                f"{page.name}:{output_line}: the block at line {line_no} printed\n{printed.getvalue()}"
+                f"which is not the output written under it:\n{expected}")
     if skipped:
         print(f"{page.name}: skipped blocks at " + "; ".join(skipped))
 

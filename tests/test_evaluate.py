@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from unet_ref import evaluate
 from unet_ref.evaluate import (
@@ -91,6 +92,51 @@ def test_a_thick_but_closed_predicted_membrane_has_zero_rand_and_vi_but_pixel_er
     assert pixel_error(prediction, truth) == pytest.approx(10 / 35)
     assert rand_error(prediction, truth) == pytest.approx(0.0, abs=1e-12)
     assert vi(prediction, truth) == pytest.approx((0.0, 0.0), abs=1e-12)
+
+
+def _nearest_cells(cells, connectivity):
+    """Cells labelled by scipy (8 or 4 neighbours), and for every pixel the set of cell
+    labels at the smallest Euclidean distance from it, by brute force over the cell pixels."""
+    structure = ndimage.generate_binary_structure(2, 2 if connectivity in (None, 2) else 1)
+    labels = ndimage.label(cells, structure)[0]
+    ys, xs = np.nonzero(labels)
+    yy, xx = np.indices(cells.shape)
+    d2 = (yy.ravel()[:, None] - ys[None, :]) ** 2 + (xx.ravel()[:, None] - xs[None, :]) ** 2  # (pixels, cell pixels)
+    nearest = d2 == d2.min(axis=1, keepdims=True)
+    ids = labels[ys, xs]
+    return labels, [set(ids[row].tolist()) for row in nearest], np.sqrt(d2.min(axis=1)).reshape(cells.shape)
+
+
+@pytest.mark.parametrize("connectivity", [None, 1])
+@pytest.mark.parametrize("seed", range(3))
+def test_predicted_membrane_pixels_join_a_nearest_predicted_cell_however_far(seed, connectivity):
+    # sparse predicted cells: membrane pixels up to ~10 px from the nearest cell
+    rng = np.random.default_rng(seed)
+    truth = rng.random((24, 30)) > 0.3
+    smooth = ndimage.gaussian_filter(rng.normal(size=truth.shape), 2)
+    probability = (smooth > np.quantile(smooth, 0.85)).astype(np.float32)  # 15 % cells
+    _, segments = evaluate._segmentations(probability, truth, 0.5, connectivity)
+    labels, nearest, distance = _nearest_cells(probability >= 0.5, connectivity)
+    assert distance.max() > 4 and labels.max() >= 3
+    cells = labels > 0
+    # the same cells under other numbers: one scipy label per segment label and back
+    pairs = set(zip(segments[cells].tolist(), labels[cells].tolist()))
+    ours_to_scipy = dict(pairs)
+    assert len(pairs) == len(ours_to_scipy) == len(set(ours_to_scipy.values())) == labels.max()
+    for y, x in zip(*np.nonzero(~cells)):
+        assert ours_to_scipy.get(int(segments[y, x])) in nearest[y * truth.shape[1] + x], (y, x)
+
+
+def test_a_wide_predicted_membrane_inside_true_cells_costs_no_rand_error_or_vi():
+    # True cells: columns 0-6 and 8-14 (membrane column 7). Predicted cells: columns 0-1 and
+    # 13-14, 11 px of membrane between. By distance, columns 2-6 join the left predicted cell
+    # and 8-12 the right one (column 7, equidistant, is not scored): the same segments.
+    truth = np.full((5, 15), 255, np.uint8)
+    truth[:, 7] = 0
+    prediction = np.zeros((5, 15), bool)
+    prediction[:, :2] = prediction[:, 13:] = True
+    assert rand_error(prediction, truth) == pytest.approx(0, abs=1e-12)
+    assert vi(prediction, truth) == pytest.approx((0, 0), abs=1e-12)
 
 
 def test_rand_and_vi_match_the_pair_counting_oracle_on_random_segmentations():

@@ -139,9 +139,10 @@ def _thin(proposal):
     return out.T
 
 
-def _splits_merges(cells, prob, th):
-    """(splits, merges) left after warping the truth towards prob > th
-    (WarpingError.simplePointWarp2d, classifyMismatches2d with radius WARPING_RADIUS)."""
+def _warped_truth(cells, prob, th):
+    """The truth warped towards prob > th by flipping simple points
+    (WarpingError.simplePointWarp2d): (warped cells, rows, cols of the mismatches left, in
+    the organisers' order)."""
     H, W = cells.shape
     source = np.zeros((H + 2, W + 2), np.uint8)  # the Java code pads with membrane
     source[1:-1, 1:-1] = cells
@@ -151,12 +152,18 @@ def _splits_merges(cells, prob, th):
     confidence = np.abs(prob[rows, cols] - th).astype(np.float32)
     first = np.argsort(-confidence, kind="stable")
     order = ((rows[first] + 1) * (W + 2) + cols[first] + 1).astype(np.intp)
-    simple, pieces = _neighbourhoods()
-    left = order[:_challenge._warp(source, order, simple)]
-    warped = label_cells(source[1:-1, 1:-1].astype(bool), connectivity=1)
+    left = order[:_challenge._warp(source, order, _neighbourhoods()[0])]
+    return source[1:-1, 1:-1].astype(bool), left // (W + 2) - 1, left % (W + 2) - 1
+
+
+def _splits_merges(cells, prob, th):
+    """(splits, merges) left after warping the truth towards prob > th
+    (WarpingError.simplePointWarp2d, classifyMismatches2d with radius WARPING_RADIUS)."""
+    H, W = cells.shape
+    warped, rows, cols = _warped_truth(cells, prob, th)
     # radius > W or > H: the Java code re-labels the whole image, which a big radius does
     radius = WARPING_RADIUS if WARPING_RADIUS <= min(H, W) else max(H, W)
-    return _challenge._splits_merges(warped, left // (W + 2) - 1, left % (W + 2) - 1, radius, pieces)
+    return _challenge._splits_merges(label_cells(warped, connectivity=1), rows, cols, radius, _neighbourhoods()[1])
 
 
 def _best(values, thresholds, lower_is_better):
@@ -215,7 +222,11 @@ def challenge_scores(probabilities, truth):
       membrane pixel touching two truth cells), pixel by pixel (clusterByError = false);
       hole and object additions or deletions are forgiven (classifyMismatches2d).
       Error = (splits + merges) / all pixels of all slices, minimum over th = 0, ..., 0.9
-      (`WARPING_THRESHOLDS`).
+      (`WARPING_THRESHOLDS`). Cost per slice and threshold, for P pixels: the warping
+      O(P log P) (a pass revisits only the neighbours of a flip; rescanning every
+      mismatch per pass, as the Java loop does, is O(P^2) when a chain of flips runs
+      against the order, e.g. a spiral), the classification at most
+      (2 WARPING_RADIUS + 1)^2 steps per mismatch left (benchmarks/test_challenge.py).
     - V_Rand, V_Info ("after border thinning": RandError.getMaximalVRandAfterThinning(..,
       true), VariationOfInformation.getMaximalVInfoAfterThinning): the proposal's
       membranes are thinned to 1 px by a 4-connected watershed flooding from its cells

@@ -143,6 +143,11 @@ def cmd_evaluate(args):
         model, tile_size = _model_and_tile_size(args.model, args.tile_size)
     volumes = args.volumes or (model is not None and len(model.input_shape) == 5)
     truths = read_images(image_files(args.truth, "ground truth"), "ground truth", volumes=volumes)
+    # the challenge's scores are 2-D: images, or the z-slices of the volumes, as one stack
+    sizes = sorted({t.shape[-2:] for _, t in truths})
+    if args.challenge and len(sizes) > 1:
+        raise UserError(f"--challenge scores one stack of equally sized {'slices' if volumes else 'images'}, "
+                        f"got (H, W) sizes {sizes}")
     if model is not None:
         from unet_ref.tiling import predict_cells
 
@@ -160,12 +165,12 @@ def cmd_evaluate(args):
     if args.challenge:
         from unet_ref.challenge import challenge_scores, format_scores
 
-        shapes = {p.shape for _, p, _ in pairs}
-        if len(shapes) > 1:
-            raise UserError(f"--challenge scores a stack of equally sized images, got sizes {sorted(shapes)}")
-        scores = challenge_scores(np.stack([p for _, p, _ in pairs]), np.stack([t for _, _, t in pairs]))
+        prob = np.concatenate([p.reshape((-1,) + p.shape[-2:]) for _, p, _ in pairs])  # (slices, H, W)
+        truth = np.concatenate([t.reshape((-1,) + t.shape[-2:]) for _, _, t in pairs])
+        scores = challenge_scores(prob, truth)
         print("\nISBI 2012 challenge scores (thresholds swept; unet_ref.challenge):")
-        print(format_scores(scores, f"{len(pairs)} image(s)"))
+        name = f"{len(pairs)} volume(s), {len(prob)} slices" if volumes else f"{len(pairs)} image(s)"
+        print(format_scores(scores, name))
         results["challenge"] = scores
     if out:
         write_json(out / "metrics.json", results)
@@ -311,7 +316,8 @@ def build_parser():
     p.add_argument("--threshold", type=float, default=0.5, help="cell probability threshold (default: 0.5)")
     p.add_argument("--challenge", action="store_true",
                    help="also the ISBI 2012 challenge's scores (pixel, Rand and warping errors, V_Rand, V_Info; thresholds "
-                        "swept), beside the U-Net paper's Table 1")
+                        "swept), beside the U-Net paper's Table 1; they are 2-D: with --volumes, of the stack of "
+                        "every volume's z-slices")
     p.add_argument("--out", help="folder for metrics.json and metrics.csv")
     p.set_defaults(func=cmd_evaluate)
 
