@@ -72,14 +72,8 @@ def code_blocks(text):
         i = k + 1
 
 
-SNIPPET = re.compile(r'^--8<-- "(?P<path>[^"]+)"$', re.M)
-
-
 def python_blocks(page):
-    """The page's Python blocks, each a snippet line (`--8<-- "unet_ref/one_pass.py"`, which
-    pymdownx.snippets includes in the site) replaced by that file, so the code shown runs."""
-    return [(line, lang, markers, SNIPPET.sub(lambda m: (ROOT / m["path"]).read_text(encoding="utf-8"), source))
-            for line, lang, markers, source in code_blocks(page.read_text(encoding="utf-8")) if lang in ("python", "py")]
+    return [b for b in code_blocks(page.read_text(encoding="utf-8")) if b[1] in ("python", "py")]
 
 
 def expected_outputs(text):
