@@ -19,6 +19,8 @@ define anything a later block of its page needs.
 import os
 import pathlib
 import re
+import shutil
+from html.parser import HTMLParser
 
 import pytest
 
@@ -398,3 +400,89 @@ def test_the_readmes_reading_order_gives_each_modules_line_count_within_the_budg
                  "unet_ref/train.py", "unet_ref/sizes.py", "unet_ref/loss.py", "unet_ref/augment.py"):
         assert path in counts, path
 
+
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+
+
+class TypesetMath(HTMLParser):
+    """What a rendered page's DOM says of its formulas: for each pymdownx.arithmatex
+    element, whether KaTeX typeset it, and any raw TeX delimiter left in the visible text
+    (code, scripts and KaTeX's hidden MathML aside)."""
+
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+    HIDDEN = {"script", "style", "code", "pre", "annotation", "textarea"}
+
+    def __init__(self, html):
+        super().__init__()
+        self.stack, self.formulas, self.raw = [], [], []
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        classes = set((dict(attrs).get("class") or "").split())
+        if "katex" in classes and any("arithmatex" in c for _, c in self.stack):
+            self.formulas[-1] = True
+        if tag in self.VOID:
+            return
+        if "arithmatex" in classes:
+            self.formulas.append(False)
+        self.stack.append((tag, classes))
+
+    def handle_endtag(self, tag):
+        while self.stack and self.stack.pop()[0] != tag:
+            pass
+
+    def handle_data(self, data):
+        hidden = any(tag in self.HIDDEN or "katex-mathml" in classes for tag, classes in self.stack)
+        if not hidden and any(delimiter in data for delimiter in ("\\(", "\\[", "$$")):
+            self.raw.append(data.strip()[:80])
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: apt-get install chromium (see README, developer notes)")
+def test_the_built_site_typesets_its_formulas_offline(tmp_path):
+    """Every page of the strictly built site that has formulas, served on 127.0.0.1 and
+    opened in headless Chromium with every other host unreachable (no name resolves, other
+    addresses go to a dead proxy): each pymdownx.arithmatex formula is typeset by KaTeX
+    (served with the site) and no raw \\( \\[ $$ is left in the page's text (KaTeX leaves
+    the source of a formula it cannot read). The server must have served KaTeX's script
+    and fonts."""
+    import functools
+    import http.server
+    import subprocess
+    import sys
+    import threading
+
+    pytest.importorskip("mkdocs", reason="pip install mkdocs-material 'mkdocstrings[python]' to build the site")
+    site = tmp_path / "site"
+    built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)], cwd=ROOT,
+                           capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert built.returncode == 0, built.stderr[-3000:]
+    pages = sorted(p.parent.relative_to(site).as_posix() + "/" for p in site.rglob("index.html")
+                   if 'class="arithmatex"' in p.read_text(encoding="utf-8"))
+    assert "weight_map/" in pages, pages
+
+    served = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format, *args):
+            served.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(site)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for page in pages:
+            url = f"http://127.0.0.1:{server.server_port}/{page.removeprefix('./')}"
+            browser = subprocess.run(
+                [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                 "--proxy-server=http://127.0.0.1:9", "--virtual-time-budget=20000", "--dump-dom", url],
+                capture_output=True, text=True, timeout=180)
+            assert browser.returncode == 0 and "</html>" in browser.stdout, browser.stderr[-2000:]
+            dom = TypesetMath(browser.stdout)
+            assert dom.formulas and all(dom.formulas), f"{page}: {dom.formulas.count(False)} of {len(dom.formulas)} " \
+                f"formulas not typeset"
+            assert not dom.raw, f"{page}: raw TeX {dom.raw[:5]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert any(path.endswith("/katex.min.js") for path in served) and any(path.endswith(".woff2") for path in served)
