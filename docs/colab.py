@@ -6,30 +6,78 @@
 # Steps: install, check the GPU, run the demo (synthetic data, two minutes), download
 # ISBI 2012, train the paper's configuration, predict and score.
 #
+# **Before you start**, on your own computer, in a copy of the project (a clone or its
+# unpacked files), build its source distribution, the one file Colab installs it from:
+#
+#     python -m pip install build && python -m build --sdist
+#
+# This writes `dist/unet_ref-0.1.0.tar.gz`. A source distribution and not a wheel: a
+# wheel holds code compiled for your Python and system, while Colab compiles the sdist for
+# its own (a minute or two). The first code cell asks you to upload the file; or put it in
+# the folder `unet_ref` of your Google Drive and set `USE_DRIVE = True`. If you have the
+# project's Git address, set `SOURCE = "git+https://..."` instead.
+#
 # On Colab choose *Runtime > Change runtime type > GPU* first. The notebook also runs on a
 # CPU, slowly. This file is `docs/colab.py` of the project; `docs/colab.ipynb` is made from
 # it by `python docs/make_figures.py colab.ipynb`, and the tests run it top to bottom with
-# `UNET_REF_COLAB_TINY=1` (a tiny network, a few steps), so that it cannot rot.
+# `UNET_REF_COLAB_TINY=1` (a tiny network, a few steps), starting from the sdist built as
+# above, so that it cannot rot.
+
+# %% [script]
+# Only in docs/colab.py: each `shell(f"...")` line below is a `!...` line in the notebook
+# (make_figures.py converts it), which Colab runs in a shell, showing its output as it
+# comes. Run as a script, this file does the same with a subprocess.
+import subprocess
+import sys
+
+
+def shell(command):
+    sys.stdout.flush()
+    subprocess.run(command, shell=True, check=True)
+
 
 # %%
 import importlib.util
 import os
 import pathlib
-import subprocess
-import sys
 
+USE_DRIVE = False  # True: mount your Google Drive and keep everything in MyDrive/unet_ref
+SOURCE = ""  # empty: the sdist you upload (or keep in Drive); or a Git address "git+https://..."
 TINY = os.environ.get("UNET_REF_COLAB_TINY") == "1"  # the tests' tiny run on a CPU
-# Where to install unet_ref from: the Git address of the project (pip's "git+" form
-# accepts https://... and a local path).
-REPO_URL = os.environ.get("UNET_REF_REPO", "")
+
+try:
+    from google.colab import drive, files
+except ImportError:  # not on Colab (the tests)
+    drive = files = None
+
+if USE_DRIVE:
+    drive.mount("/content/drive")
+    OUT = pathlib.Path("/content/drive/MyDrive/unet_ref")  # kept after the session ends
+else:
+    OUT = pathlib.Path.cwd() / "unet_ref"  # in this session only: gone when it ends
+OUT.mkdir(parents=True, exist_ok=True)
+print("This notebook writes everything to", OUT)
 
 if importlib.util.find_spec("unet_ref") is None:
-    if not REPO_URL:
-        raise SystemExit("set REPO_URL above (or the UNET_REF_REPO environment variable) to the Git "
-                         "address of unet_ref, e.g. https://github.com/<owner>/unet_ref")
-    # Colab's TensorFlow is preinstalled and unet_ref depends on plain `tensorflow`, so pip
-    # keeps it: nothing is installed twice. (On your own CUDA machine: "unet_ref[and-cuda]".)
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"git+{REPO_URL}"], check=True)
+    if not SOURCE:
+        # the sdist: uploaded earlier (into the working folder), kept in OUT, or uploaded now
+        found = sorted([*pathlib.Path.cwd().glob("unet_ref-*.tar.gz"), *OUT.glob("unet_ref-*.tar.gz")],
+                       key=lambda path: path.stat().st_mtime)
+        if not found and files is not None:
+            print("Upload the unet_ref-*.tar.gz from your dist/ folder (the first text cell says how to build it)")
+            found = [pathlib.Path(name).resolve() for name in files.upload()]
+        if not found:
+            raise SystemExit("no unet_ref-*.tar.gz here or in " + str(OUT) + ": build it as the first text cell "
+                             "says, or set SOURCE to the project's Git address")
+        SOURCE = str(found[-1])  # the newest
+    # Colab's TensorFlow and Keras are preinstalled and unet_ref depends on plain
+    # `tensorflow`, so pip keeps them: nothing is installed twice.
+    shell(f'pip install "{SOURCE}"')
+    importlib.invalidate_caches()
+
+import unet_ref
+
+print("unet_ref", unet_ref.__version__, "from", pathlib.Path(unet_ref.__file__).parent)
 
 # %% [markdown]
 # ## Is there a GPU?
@@ -49,10 +97,10 @@ print("TensorFlow", tf.__version__, "| GPUs:", gpus or "none (Runtime > Change r
 # %%
 import matplotlib.pyplot as plt
 
-demo = ["unet-ref", "demo", "--out", "demo"] + (["--epochs", "1", "--steps-per-epoch", "2"] if TINY else [])
-subprocess.run(demo, check=True)
+DEMO_ARGS = "--epochs 1 --steps-per-epoch 2" if TINY else ""
+shell(f'unet-ref demo --out "{OUT}/demo" {DEMO_ARGS}')
 plt.figure(figsize=(12, 6))
-plt.imshow(plt.imread("demo/panel.png"))
+plt.imshow(plt.imread(OUT / "demo" / "panel.png"))
 plt.axis("off")
 plt.show()
 
@@ -82,13 +130,15 @@ print(len(list((DATA / "train" / "image").glob("*.png"))), "slices in", DATA)
 # 64 filters, depth 4, one 572 x 572 tile per step, SGD with momentum 0.99, the weight map
 # (w0 = 10, sigma = 5), elastic deformations; the last 5 slices are held out. 100 epochs of
 # 200 steps are 20,000 steps, about 1.3-2.5 hours on a Colab T4 (estimated from the
-# network's 0.9 TFLOP per step, not measured). A Colab session can end before that: point
-# `out` at your Google Drive and run this cell again to resume from the last epoch.
+# network's 0.9 TFLOP per step, not measured). A Colab session can end before that: with
+# `USE_DRIVE = True` the run is kept in your Drive; run this cell again (in a new session,
+# the cells above it first) to resume from the last epoch.
 
 # %%
 from unet_ref.train import resolve_config, train
 
-settings = dict(data=str(DATA), val_count=5, epochs=100, steps_per_epoch=200, out="runs/paper", verbose=1)
+RUN = OUT / "paper"
+settings = dict(data=str(DATA), val_count=5, epochs=100, steps_per_epoch=200, out=str(RUN), verbose=1)
 if TINY:
     settings.update(base_filters=2, epochs=1, steps_per_epoch=2, validation_steps=1, val_pixel_error=False,
                     verbose=0)
@@ -112,7 +162,7 @@ from unet_ref.runs import load_run
 from unet_ref.tiling import predict_cells
 from unet_ref.train import load_data
 
-model, config = load_run("runs/paper")
+model, config = load_run(RUN)
 _, _, val_images, val_labels = load_data(config)
 cells = np.stack([c for _, c in predict_cells(model, val_images, tta=not TINY)])
 print(format_scores(challenge_scores(cells, np.stack(val_labels) > 0), name="held-out slices"))

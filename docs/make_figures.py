@@ -657,17 +657,25 @@ def bench_isbi_table():
 @output("colab.ipynb")
 def colab_notebook():
     """docs/colab.ipynb from its text source docs/colab.py ("# %%" cells, the "percent"
-    format of jupytext and VS Code): a notebook for Colab that the tests can run as a script."""
+    format of jupytext and VS Code): a notebook for Colab that the tests can run as a script.
+
+    A "# %% [script]" cell is left out of the notebook: it defines `shell`, and each line
+    `shell(f"command")` becomes the notebook's `!command`, which Colab runs in a shell and
+    shows as it runs. IPython reads `{NAME}` in a `!` line as the f-string does, so only
+    names may appear in braces (no `$`, backslash or expression).
+    """
     import json
 
     cells = []
     for number, chunk in enumerate((HERE / "colab.py").read_text(encoding="utf-8").split("# %%")[1:]):
         header, _, body = chunk.partition("\n")
+        if header.strip() == "[script]":
+            continue
         if header.strip() == "[markdown]":
             lines = [line[2:] if line.startswith("# ") else line.lstrip("#") for line in body.strip().splitlines()]
             cell = {"cell_type": "markdown"}
         else:
-            lines = body.strip().splitlines()
+            lines = [shell_line(line) for line in body.strip().splitlines()]
             cell = {"cell_type": "code", "execution_count": None, "outputs": []}
         source = [line + "\n" for line in lines[:-1]] + lines[-1:]
         cells.append({**cell, "id": f"cell-{number}", "metadata": {}, "source": source})
@@ -676,6 +684,20 @@ def colab_notebook():
                              "kernelspec": {"display_name": "Python 3", "name": "python3"},
                              "language_info": {"name": "python"}}}
     return json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
+
+
+SHELL_LINE = re.compile(r"(?P<indent>\s*)shell\((?P<f>f?)(?P<quote>['\"])(?P<command>(?:(?!(?P=quote))[^\\$])*)(?P=quote)\)")
+
+
+def shell_line(line):
+    """`    shell(f'pip install "{SOURCE}"')` -> `    !pip install "{SOURCE}"`; other lines unchanged."""
+    if "shell(" not in line:
+        return line
+    found = SHELL_LINE.fullmatch(line)
+    fields = re.findall(r"\{([^}]*)\}", found["command"]) if found else []
+    if not found or not all(field.isidentifier() for field in fields) or (fields and not found["f"]):
+        raise ValueError(f"docs/colab.py: {line.strip()!r} is not a line shell(f\"command\") with only {{NAME}} fields")
+    return f"{found['indent']}!{found['command']}"
 
 
 def main(argv=None):

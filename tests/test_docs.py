@@ -27,7 +27,9 @@ import io
 import os
 import pathlib
 import re
+import shutil
 import sys
+from html.parser import HTMLParser
 
 import pytest
 
@@ -281,25 +283,189 @@ def test_colab_notebook_is_made_from_its_source():
         assert {"id", "metadata", "source"} <= set(cell) and cell["source"], cell
         if cell["cell_type"] == "code":
             assert cell["outputs"] == [] and cell["execution_count"] is None
+    compile(notebook_code(notebook), "colab.ipynb", "exec")  # Python, once IPython has read its `!` lines
+
+
+def notebook_code(notebook):
+    """The code cells of a notebook as IPython runs them: a line `!command` is
+    `get_ipython().system("command")`, which expands {NAME} from the notebook's names."""
     code = "\n".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
-    compile(code, "colab.ipynb", "exec")  # no shell magics: the notebook is a Python script
+    return re.sub(r"^(\s*)!(.*)$", lambda m: f"{m[1]}get_ipython().system({m[2]!r})", code, flags=re.M)
 
 
-def test_colab_notebook_runs_top_to_bottom_tiny(tmp_path, isbi_dir):
-    """The whole notebook (install check, GPU check, demo, ISBI, training of the paper's
-    configuration, overlap-tile prediction, challenge scores) with UNET_REF_COLAB_TINY=1."""
-    import os
+def colab_notebook():
+    import json
+
+    return json.loads((DOCS / "colab.ipynb").read_text(encoding="utf-8"))
+
+
+def test_colab_notebook_installs_and_runs_the_demo_in_shell_lines():
+    """A Colab cell shows what a `!` line prints, not what a subprocess prints: the notebook
+    installs with `!pip install` and runs `!unet-ref demo`. docs/colab.py writes them as
+    shell(f"...") lines, which make_figures.py converts only where IPython reads them as
+    the f-string does ({NAME} fields; no expression, `$` or backslash)."""
+    import importlib.util
+
+    lines = [line.strip() for cell in colab_notebook()["cells"] if cell["cell_type"] == "code" for line in cell["source"]]
+    shell = [line for line in lines if line.startswith("!")]
+    assert any(line.startswith("!pip install ") for line in shell), shell
+    assert any(line.startswith("!unet-ref demo ") for line in shell), shell
+    assert not any("subprocess" in line or "shell(" in line for line in lines)
+
+    spec = importlib.util.spec_from_file_location("make_figures", DOCS / "make_figures.py")
+    make_figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_figures)
+    assert make_figures.shell_line('    shell(f\'pip install "{SOURCE}"\')') == '    !pip install "{SOURCE}"'
+    for unlike_ipython in ('shell(f"ls {OUT.parent}")', 'shell("ls {OUT}")', 'shell("echo $HOME")', "shell(command)"):
+        with pytest.raises(ValueError):
+            make_figures.shell_line(unlike_ipython)
+
+
+@pytest.mark.parametrize("use_drive", [False, True], ids=["as_shipped", "USE_DRIVE_True"])
+def test_colab_notebook_mounts_drive_only_when_asked(use_drive, tmp_path, monkeypatch, capsys):
+    """The notebook's first code cell on a stand-in for google.colab (here unet_ref is
+    installed, so it installs nothing): as shipped it mounts nothing and sets the one output
+    folder OUT to ./unet_ref; with `USE_DRIVE = True` it mounts Drive and OUT is in it."""
+    import sys
+    import types
+
+    mounted, made = [], []
+    colab = types.ModuleType("google.colab")
+    colab.drive = types.SimpleNamespace(mount=lambda path: mounted.append(path))
+    colab.files = types.SimpleNamespace(upload=lambda: pytest.fail("asked for an upload with unet_ref installed"))
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setattr(pathlib.Path, "mkdir", lambda self, **options: made.append(self))  # no /content here
+    monkeypatch.chdir(tmp_path)
+    first = next(cell for cell in colab_notebook()["cells"] if cell["cell_type"] == "code")
+    code = notebook_code({"cells": [first]})
+    assert code.count("USE_DRIVE = False") == 1
+    if use_drive:
+        code = code.replace("USE_DRIVE = False", "USE_DRIVE = True")
+    namespace = {"get_ipython": lambda: pytest.fail("ran a shell line with unet_ref installed")}
+    exec(compile(code, "colab.ipynb", "exec"), namespace)
+    out = namespace["OUT"]
+    if use_drive:
+        assert mounted == ["/content/drive"] and out.is_relative_to("/content/drive/MyDrive")
+    else:
+        assert mounted == [] and out == tmp_path / "unet_ref"
+    assert made == [out] and f"writes everything to {out}" in capsys.readouterr().out
+
+
+def colab_like_python(tmp_path):
+    """A virtual environment like Colab's Python for this project: TensorFlow, Keras and the
+    other dependencies preinstalled, unet_ref neither importable nor installed.
+
+    Its site-packages holds one .pth line naming a folder of symbolic links to every entry
+    of this test environment's site-packages except unet_ref's (its editable-install hook
+    and metadata). So, as on Colab, the preinstalled packages import and pip sees them as
+    installed, while pip installs into the venv and never touches them (they lie outside
+    it). The base interpreter has no TensorFlow, so a --system-site-packages venv would not
+    do; this one costs a few seconds and no download. Returns (venv, its site-packages).
+    """
+    import site
     import subprocess
     import sys
 
-    env = {**os.environ, "UNET_REF_COLAB_TINY": "1", "UNET_REF_ISBI": str(isbi_dir), "MPLBACKEND": "Agg",
-           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run([sys.executable, str(DOCS / "colab.py")], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    assert "U-Net paper, Table 1" in done.stdout and "GPUs:" in done.stdout
-    assert (tmp_path / "demo" / "panel.png").is_file() and (tmp_path / "runs" / "paper" / "last.keras").is_file()
+    preinstalled = tmp_path / "preinstalled"
+    preinstalled.mkdir()
+    for folder in site.getsitepackages():
+        for entry in pathlib.Path(folder).iterdir():
+            if "unet_ref" not in entry.name and not (preinstalled / entry.name).exists():
+                (preinstalled / entry.name).symlink_to(entry)
+    venv = tmp_path / "colab"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = pathlib.Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                          capture_output=True, text=True, check=True).stdout.strip())
+    (purelib / "preinstalled.pth").write_text(f"{preinstalled}\n")
+    found = subprocess.run([python, "-c", "import importlib.util as u; print([bool(u.find_spec(m)) for m in "
+                            "('tensorflow', 'keras', 'unet_ref')])"], capture_output=True, text=True, check=True,
+                           cwd=tmp_path)  # not the project's folder, which `python -c` would put on sys.path
+    assert found.stdout.strip() == "[True, True, False]", found.stdout
+    return venv, purelib
+
+
+def project_copy(destination):
+    """The project's files as a fresh clone has them (plus new, not yet committed ones):
+    no .venv, no build products."""
+    import shutil
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, text=True)
+    if listed.returncode != 0:  # not a Git checkout: everything but what .gitignore names
+        shutil.copytree(ROOT, destination, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "site", "build", "dist", "*.egg-info", "__pycache__", "*.so", "*.c", "runs"))
+        return destination
+    for name in filter(None, listed.stdout.split("\0")):
+        if (ROOT / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, destination / name)
+    return destination
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_colab_notebook_runs_top_to_bottom_from_the_sdist_it_asks_for(tmp_path, isbi_dir):
+    """The notebook as a newcomer runs it, tiny (UNET_REF_COLAB_TINY=1), with no address set:
+
+    1. The sdist is built with the one-liner of the notebook's first text cell, in a copy of
+       the project's files, with this interpreter as `python`.
+    2. A Colab-like Python (`colab_like_python`): TensorFlow and Keras, no unet_ref.
+    3. The working folder holds only that sdist, as after an upload; PATH starts with the
+       venv's bin and leaves out this environment's, so `pip` and `unet-ref` are the venv's.
+    4. docs/colab.py (colab.ipynb's source, equal to it by the test above) runs there.
+
+    It must run to the end showing the demo's output, install unet_ref from that sdist into
+    the venv and nothing else (Colab's TensorFlow and Keras serve), and write everything
+    into the one output folder ./unet_ref.
+    """
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    first_text = "".join(colab_notebook()["cells"][0]["source"])
+    one_liner = re.search(r"^    (python -m pip install build && python -m build --sdist)$", first_text, re.M)
+    built_name = re.search(r"dist/(unet_ref-[\w.]+\.tar\.gz)", first_text)
+    assert one_liner and built_name, "the first text cell says how to build the sdist and what it is called"
+    assert one_liner[1] in (ROOT / "README.md").read_text(encoding="utf-8"), "README tells another way"
+    here = os.path.dirname(sys.executable)
+    clone = project_copy(tmp_path / "clone")
+    built = subprocess.run(one_liner[1], shell=True, cwd=clone, capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "PATH": here + os.pathsep + os.environ["PATH"]})
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-3000:]
+    sdist = clone / "dist" / built_name[1]
+    assert sdist.is_file(), f"the one-liner made {sorted(os.listdir(clone / 'dist'))}, not {built_name[1]}"
+
+    venv, site_packages = colab_like_python(tmp_path)
+    before = {path.name for path in site_packages.iterdir()}
+    work, notebook = tmp_path / "content", tmp_path / "notebook"
+    work.mkdir(), notebook.mkdir()
+    shutil.copy(sdist, work)
+    shutil.copy(DOCS / "colab.py", notebook)
+    path = os.pathsep.join([str(venv / "bin")] + [p for p in os.environ["PATH"].split(os.pathsep)
+                                                  if p and os.path.realpath(p) != os.path.realpath(here)])
+    assert shutil.which("unet-ref", path=path) == str(venv / "bin" / "unet-ref") or \
+        shutil.which("unet-ref", path=path) is None, "another unet-ref is on PATH"
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env.update(PATH=path, UNET_REF_COLAB_TINY="1", UNET_REF_ISBI=str(isbi_dir), MPLBACKEND="Agg",
+               TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    done = subprocess.run([venv / "bin" / "python", notebook / "colab.py"], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    installed = site_packages / "unet_ref" / "__init__.py"
+    assert installed.is_file() and f"from {installed.parent}" in done.stdout
+    origin = json.loads(next(site_packages.glob("unet_ref-*.dist-info/direct_url.json")).read_text())
+    assert origin["url"] == (work / sdist.name).as_uri()
+    added = {path.name for path in site_packages.iterdir()} - before
+    assert {name for name in added if not name.startswith("unet_ref")} == set(), added  # no second TensorFlow
+    assert "GPUs:" in done.stdout and "trivial all-cell predictor" in done.stdout  # the demo's output shows
+    assert "U-Net paper, Table 1" in done.stdout
+    assert sorted(path.name for path in work.iterdir()) == sorted([sdist.name, "unet_ref"])
+    assert (work / "unet_ref" / "demo" / "panel.png").is_file() and (work / "unet_ref" / "paper" / "last.keras").is_file()
 
 
 def test_the_readmes_reading_order_gives_each_modules_line_count_within_the_budget():
@@ -316,3 +482,90 @@ def test_the_readmes_reading_order_gives_each_modules_line_count_within_the_budg
     for path in ("unet_ref/model.py", "unet_ref/weights.py", "unet_ref/tiles.py", "unet_ref/tiling.py",
                  "unet_ref/train.py", "unet_ref/sizes.py", "unet_ref/loss.py", "unet_ref/augment.py"):
         assert path in counts, path
+
+
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+
+
+class TypesetMath(HTMLParser):
+    """What a rendered page's DOM says of its formulas: for each pymdownx.arithmatex
+    element, whether KaTeX typeset it, and any raw TeX delimiter left in the visible text
+    (code, scripts and KaTeX's hidden MathML aside)."""
+
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+    HIDDEN = {"script", "style", "code", "pre", "annotation", "textarea"}
+
+    def __init__(self, html):
+        super().__init__()
+        self.stack, self.formulas, self.raw = [], [], []
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        classes = set((dict(attrs).get("class") or "").split())
+        if "katex" in classes and any("arithmatex" in c for _, c in self.stack):
+            self.formulas[-1] = True
+        if tag in self.VOID:
+            return
+        if "arithmatex" in classes:
+            self.formulas.append(False)
+        self.stack.append((tag, classes))
+
+    def handle_endtag(self, tag):
+        while self.stack and self.stack.pop()[0] != tag:
+            pass
+
+    def handle_data(self, data):
+        hidden = any(tag in self.HIDDEN or "katex-mathml" in classes for tag, classes in self.stack)
+        if not hidden and any(delimiter in data for delimiter in ("\\(", "\\[", "$$")):
+            self.raw.append(data.strip()[:80])
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: apt-get install chromium (see README, developer notes)")
+def test_the_built_site_typesets_its_formulas_offline(tmp_path):
+    """Every page of the strictly built site that has formulas, served on 127.0.0.1 and
+    opened in headless Chromium with every other host unreachable (no name resolves, other
+    addresses go to a dead proxy): each pymdownx.arithmatex formula is typeset by KaTeX
+    (served with the site) and no raw \\( \\[ $$ is left in the page's text (KaTeX leaves
+    the source of a formula it cannot read). The server must have served KaTeX's script
+    and fonts."""
+    import functools
+    import http.server
+    import subprocess
+    import sys
+    import threading
+
+    pytest.importorskip("mkdocs", reason="pip install mkdocs-material 'mkdocstrings[python]' to build the site")
+    site = tmp_path / "site"
+    built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)], cwd=ROOT,
+                           capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert built.returncode == 0, built.stderr[-3000:]
+    pages = sorted(p.parent.relative_to(site).as_posix() + "/" for p in site.rglob("index.html")
+                   if 'class="arithmatex"' in p.read_text(encoding="utf-8"))
+    assert "weight_map/" in pages, pages
+
+    served = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format, *args):
+            served.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(site)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for page in pages:
+            url = f"http://127.0.0.1:{server.server_port}/{page.removeprefix('./')}"
+            browser = subprocess.run(
+                [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                 "--proxy-server=http://127.0.0.1:9", "--virtual-time-budget=20000", "--dump-dom", url],
+                capture_output=True, text=True, timeout=180)
+            assert browser.returncode == 0 and "</html>" in browser.stdout, browser.stderr[-2000:]
+            dom = TypesetMath(browser.stdout)
+            assert dom.formulas and all(dom.formulas), f"{page}: {dom.formulas.count(False)} of {len(dom.formulas)} " \
+                f"formulas not typeset"
+            assert not dom.raw, f"{page}: raw TeX {dom.raw[:5]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert any(path.endswith("/katex.min.js") for path in served) and any(path.endswith(".woff2") for path in served)
