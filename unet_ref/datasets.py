@@ -208,7 +208,8 @@ def read_images(files, what="input", volumes=False, labels=False):
         try:
             array, channels = _read(path)
         except ValueError as error:  # unreadable or corrupt file: name it, one line
-            raise ValueError(f"cannot read {what} {path}: {error}") from error
+            reason = str(error).removeprefix(f"cannot read image {path}: ")
+            raise ValueError(f"cannot read {what} {path}: {reason}") from error
         if channels:  # (..., C) colour: one gray value, or one id per colour
             array = colour_ids(array) if labels else to_gray(array)
         if volumes and array.ndim == 3:

@@ -202,5 +202,5 @@ def refuse_overwriting(outputs, inputs):
         source = by_identity.get(key) if key is not None else None
         source = source or by_name.get(os.path.realpath(path))
         if source is not None:
-            same = "" if os.path.abspath(source) == os.path.abspath(path) else f" (the same file as {source})"
-            raise ValueError(f"output {path} would replace the input {source}{same}; choose another --out")
+            link = "" if os.path.abspath(source) == os.path.abspath(path) else " (the same file, through a link)"
+            raise ValueError(f"output {path} would replace the input {source}{link}; choose another --out")
