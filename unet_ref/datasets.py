@@ -45,6 +45,10 @@ FOLDER_PAIRS = (("image", "label"), ("images", "masks"),
                 ("image", "mask"), ("images", "labels"))
 
 
+class _Unreadable(ValueError):
+    """A file whose decoder succeeded but whose content we cannot use (the message says why)."""
+
+
 def _read_tiff(path):
     """(array, channels) of a TIFF: every series (a file written page by page holds one per
     page) stacked, and whether its last axis holds colour samples (tifffile's axis S)."""
@@ -71,14 +75,14 @@ def _read_tiff(path):
         logger.propagate = propagate
     if not series or any(a.size == 0 for a, _ in series):
         reason = problems.messages[0].splitlines()[0] if problems.messages else "no image data"
-        raise ValueError(f"not a readable TIFF ({reason})")
+        raise _Unreadable(f"not a readable TIFF ({reason})")
     axes = {a for _, a in series}
     if len(series) > 1 and (len({a.shape for a, _ in series}) > 1 or len(axes) > 1):
-        raise ValueError(f"it holds {len(series)} images of different shapes or axes "
+        raise _Unreadable(f"it holds {len(series)} images of different shapes or axes "
                          f"({', '.join(sorted({f'{a.shape} {x}' for a, x in series}))}); save one stack of equal pages")
     array, axes = (series[0] if len(series) == 1 else (np.stack([a for a, _ in series]), "I" + series[0][1]))
     if "C" in axes or ("S" in axes and not axes.endswith("S")):
-        raise ValueError(f"it has channels (axes {axes}, shape {array.shape}); unet_ref reads gray images: save "
+        raise _Unreadable(f"it has channels (axes {axes}, shape {array.shape}); unet_ref reads gray images: save "
                          f"one channel")
     return array, axes.endswith("S")
 
@@ -100,7 +104,8 @@ def _read(path):
         return array, array.ndim == 3
     except Exception as error:  # every decoder has its own exception types
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise ValueError(f"cannot read image {path}: {type(error).__name__}: {first}") from error
+        kind = "" if isinstance(error, _Unreadable) else f"{type(error).__name__}: "
+        raise ValueError(f"cannot read image {path}: {kind}{first}") from error
 
 
 def read_image(path):
