@@ -181,10 +181,10 @@ def _start(out, *extra):
 
 
 def _wait_for(path, process, timeout=300):
-    """Poll until `path` exists (True) or the process has ended (False)."""
-    end = time.monotonic() + timeout
+    """Poll until `path` is written by this process (True) or the process has ended (False)."""
+    started, end = time.time(), time.monotonic() + timeout
     while time.monotonic() < end:
-        if path.exists():
+        if path.exists() and path.stat().st_mtime >= started:
             return True
         if process.poll() is not None:
             return False
@@ -198,24 +198,33 @@ def test_sigint_sigterm_and_sigkill_in_the_first_epoch_and_during_checkpoints_le
     from unet_ref.runs import load_run
     from unet_ref.tiling import predict_cells
 
-    out = tmp_path / "run"
     # the first epoch (log.csv is opened as fit starts, before any checkpoint), the first
-    # checkpoint's write, the first backup's write
+    # checkpoint's write, the first backup's write; each signal stops the run the one before
+    # left, unless that one ran to its end before its signal came (a busy machine)
+    folders, landed = [tmp_path / "run0"], []
     for signum, event, code in [(signal.SIGINT, "log.csv", 130), (signal.SIGTERM, "last.keras", 143),
                                 (signal.SIGKILL, "backup/latest.weights.h5", -9)]:
-        process = _start(out)
-        if _wait_for(out / event, process):
+        if (folders[-1] / "state.json").exists() and json.loads((folders[-1] / "state.json").read_text())["finished"]:
+            folders.append(tmp_path / f"run{len(folders)}")
+        process = _start(folders[-1])
+        if _wait_for(folders[-1] / event, process):
             process.send_signal(signum)
         _, stderr = process.communicate(timeout=300)
-        assert process.returncode in (code, 0), stderr[-2000:]  # 0: it finished before the signal came
+        assert process.returncode in (code, 0), (signum, stderr[-2000:])  # 0: it ended before the signal came
         if process.returncode in (130, 143):  # one line, not a traceback
             assert stderr.strip().splitlines()[-1] in ("unet-ref train: interrupted", "unet-ref train: terminated")
-        assert "holds a finished run" not in stderr
-    process = _start(out)
-    _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 0 or "holds a finished run" in stderr, stderr[-2000:]
-    _check_finished(out)
-    model, _ = load_run(out)
+        landed += [signum] if process.returncode == code else []
+    assert landed, "no signal came before its run ended"
+    for out in folders:
+        if json.loads((out / "state.json").read_text())["finished"]:
+            continue
+        process = _start(out, "--verbose", "1")  # the progress bar, asked for, but stdout is not a terminal
+        stdout, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr[-2000:]
+        assert "\b" not in stdout and "\r" not in stdout  # no bar redrawn step by step into a log file
+    for out in folders:
+        _check_finished(out)
+    model, _ = load_run(folders[-1])
     [(_, cells)] = predict_cells(model, [np.zeros((20, 30), np.uint8)])
     assert cells.shape == (20, 30) and np.isfinite(cells).all()
 
@@ -251,3 +260,42 @@ def test_a_second_writer_is_refused_at_once_and_a_dead_writers_lock_does_not_blo
         with pytest.raises(ValueError, match="is in use"):  # a second writer, even in this process
             with open_run(config):
                 pass
+
+
+def test_a_diverging_loss_stops_with_one_line_naming_epoch_and_step_and_the_folder_restarts(tmp_path, capsys,
+                                                                                            monkeypatch):
+    import unet_ref.cli as cli
+
+    monkeypatch.setattr(cli, "_exit_now", lambda code: None)  # in this process: return instead of exiting
+    out = tmp_path / "run"
+    args = ["train", "--out", str(out), *TINY_ARGS, "--steps-per-epoch", "5"]
+    assert cli.main([*args, "--learning-rate", "1e4"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("unet-ref train: error: the loss became "), error
+    assert " at epoch 1, step " in error[0] and "cell probabilities" not in error[0]
+    assert json.loads((out / "state.json").read_text()) == {"finished": False}
+    assert cli.main([*args, "--learning-rate", "1e-3"]) == 0  # no backup yet: it starts over, any settings
+    _check_finished(out)
+
+
+def test_a_backup_holding_nan_weights_or_cut_short_falls_back_to_the_previous_one(tmp_path):
+    import h5py
+
+    from unet_ref.runs import restored_epoch
+
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    for suffix, value, epoch in (("", np.nan, 3), (".bkp", 1.0, 2)):
+        with h5py.File(backup / f"latest.weights.h5{suffix}", "w") as f:
+            f["layers/conv/vars/0"] = np.full((3, 3), value, np.float32)
+        (backup / f"training_metadata.json{suffix}").write_text(json.dumps({"epoch": epoch}))
+    assert restored_epoch(backup) == 2
+    with h5py.File(backup / "latest.weights.h5", "r") as f:  # what BackupAndRestore will load
+        assert (f["layers/conv/vars/0"][()] == 1).all()
+    assert json.loads((backup / "training_metadata.json").read_text()) == {"epoch": 2}
+    (backup / "training_metadata.json").write_text('{"epo')  # a kill mid-write of the metadata
+    assert restored_epoch(backup) == 2
+    for name in ("latest.weights.h5.bkp", "training_metadata.json.bkp"):
+        (backup / name).unlink()
+    (backup / "latest.weights.h5").write_bytes(b"\x89HDF\r\n")  # the first backup, cut short
+    assert restored_epoch(backup) is None  # nothing to resume: the run starts over

@@ -127,9 +127,9 @@ def cmd_train(args):
 
     names = {field.name for field in dataclasses.fields(train.TrainConfig)}
     overrides = {key: value for key, value in vars(args).items() if key in names and value is not None}
-    if args.verbose is None and train.PRESETS[args.preset].verbose == 1 and not sys.stdout.isatty():
-        overrides["verbose"] = 2  # a log file gets a line per epoch, not a progress bar redrawn every step
     config = train.resolve_config(args.preset, overrides)  # bad values fail here, before TensorFlow loads
+    if config.verbose == 1 and not sys.stdout.isatty():  # a log file: a line per epoch, not a bar per step
+        config = dataclasses.replace(config, verbose=2)
     if config.data:  # no run file may replace a data file
         data = pathlib.Path(config.data)
         inputs = [p for p in data.rglob("*") if p.is_file()] if data.is_dir() else [data]

@@ -195,7 +195,8 @@ class TrainConfig:
                                           "(val_pixel_error, val_rand_error)")
     predict_tile_size: int = integer(0, "tile size for overlap-tile prediction (0 = chosen by predict_tiled)",
                                      minimum=0)
-    verbose: int = integer(1, "Keras progress: 1 = bar, 2 = one line per epoch, 0 = silent", minimum=0, maximum=2)
+    verbose: int = integer(1, "Keras progress: 1 = bar (unet-ref train: a line per epoch when its output is not a "
+                                       "terminal), 2 = one line per epoch, 0 = silent", minimum=0, maximum=2)
 
 
 PRESETS = {

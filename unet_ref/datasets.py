@@ -142,10 +142,10 @@ def check_not_class_map(labels, name="labels"):
     from unet_ref.masks import label_cells
 
     labels = np.asarray(labels)
-    if not np.issubdtype(labels.dtype, np.integer):
-        return labels
+    if not np.issubdtype(labels.dtype, np.integer) or labels.size == 0 or labels.min() < 0:
+        return labels  # not label ids at all: the label checks say why
     values = np.unique(labels)
-    values = values[values != 0]
+    values = values[values > 0]
     if 2 <= len(values) <= 4:
         for value in values:
             regions = int(label_cells(labels == value).max())

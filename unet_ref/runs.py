@@ -148,8 +148,12 @@ def _finished(out):
         ((out / "log.csv").exists() or (out / "model.keras").exists())
 
 
-def _ours(path):
-    return path.name in (LOCK, STATE, "config.json") or path.name.startswith(".tmp-")
+def _other_files(out):
+    """A folder that holds no run (no state.json or config.json) but files that are not our
+    lock or temporaries: someone else's, never written into."""
+    if not out.is_dir() or (out / STATE).exists() or (out / "config.json").exists():
+        return False
+    return any(p.name != LOCK and not p.name.startswith(".tmp-") for p in out.iterdir())
 
 
 def start_run(config, out):
@@ -165,7 +169,7 @@ def start_run(config, out):
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; expected a folder for the run")
     config_file, backup = out / "config.json", out / "backup"
-    if out.is_dir() and not any(_ours(p) for p in out.iterdir()) and any(out.iterdir()):
+    if _other_files(out):
         raise ValueError(f"--out {out} is a folder with other files and no run in it (no config.json); choose a new "
                          f"or empty folder")
     if _finished(out):
@@ -244,8 +248,8 @@ def open_run(config):
     """`with open_run(config) as run:` the locked run folder `config.out`, prepared by
     `start_run`; the lock is released when the block ends (or the process does)."""
     out = output_folder(config.out)
-    if out.is_dir() and any(out.iterdir()) and not any(_ours(p) for p in out.iterdir()):
-        start_run(config, out)  # refuses a folder with other files before the lock file is made in it
+    if _other_files(out):
+        start_run(config, out)  # refuses it before the lock file is made in it
     handle = _lock(out)
     try:
         yield Run(out, start_run(config, out))
