@@ -260,7 +260,8 @@ def test_every_page_of_a_tiff_is_read_and_pages_are_never_channels(tmp_path):
         tif.write(pages[0, :3])
     with pytest.raises(ValueError, match=r"mixed.tif: it holds 2 images of different shapes"):
         read_images([tmp_path / "mixed.tif"])
-    tifffile.imwrite(tmp_path / "channels.tif", np.zeros((4, 2, 6, 7), np.uint8), imagej=True, metadata={"axes": "ZCYX"})
+    tifffile.imwrite(tmp_path / "channels.tif", np.zeros((4, 2, 6, 7), np.uint8), imagej=True,
+                     metadata={"axes": "ZCYX"})
     with pytest.raises(ValueError, match=r"channels.tif: it has channels \(axes ZCYX"):
         read_images([tmp_path / "channels.tif"])
 

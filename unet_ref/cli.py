@@ -151,7 +151,8 @@ def cmd_predict(args):
     volumes = len(model.input_shape) == 5  # a 3-D U-Net: each TIFF stack is one volume
     files = image_files(args.inputs, "input")
     images = read_images(files, "input", volumes=volumes)
-    outputs = {name: (out / f"{name}_prob.tif", out / f"{name}_mask.{'tif' if volumes else 'png'}") for name, _ in images}
+    suffix = "tif" if volumes else "png"
+    outputs = {name: (out / f"{name}_prob.tif", out / f"{name}_mask.{suffix}") for name, _ in images}
     refuse_overwriting([path for pair in outputs.values() for path in pair], files + model_files)
     for name, cell in predict_cells(model, _normalized(images, rule), tile_size=tile_size, batch_size=args.batch_size,
                                     tta=args.tta):

@@ -138,9 +138,9 @@ class TrainConfig:
     mask_threshold: float = real(0.0, "read label masks that are not binary (e.g. JPEG) as cell = value >= this; "
                                       "0 = masks must be binary (other label images are instance ids)", minimum=0)
     normalize: tuple = setting(("dtype",), "intensity rule (unet_ref.images): dtype (uint8 / 255, uint16 / 65535, "
-                                           "floats in [0, 1]), percentile[:LOW,HIGH] (each image's percentiles, default "
-                                           "1,99.8, to 0 and 1: camera images), range:MIN,MAX (e.g. 0,4095: 12-bit "
-                                           "images); predict and evaluate apply the run's rule",
+                                           "floats in [0, 1]), percentile[:LOW,HIGH] (each image's percentiles, "
+                                           "default 1,99.8, to 0 and 1: camera images), range:MIN,MAX (e.g. 0,4095: "
+                                           "12-bit images); predict and evaluate apply the run's rule",
                                parse=parse_normalize, check=check_normalize, metavar="RULE")
     synthetic_count: int = integer(12, "number of synthetic images when no --data is given", minimum=2)
     synthetic_size: int = integer(256, "side of the synthetic images in px", minimum=16)

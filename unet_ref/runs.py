@@ -104,7 +104,8 @@ def restored_epoch(backup):
                 raise ValueError("weights that are not finite")
             epoch = int(read_json(metadata)["epoch"]) if metadata.exists() else 0
         except (OSError, ValueError, KeyError, TypeError) as error:
-            problems.append(f"{weights.name}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+            first = str(error).splitlines()[0] if str(error) else ""
+            problems.append(f"{weights.name}: {type(error).__name__}: {first}")
             continue
         if i:  # the previous backup: make it the one BackupAndRestore loads
             for source, target in zip(pairs[i], pairs[0]):
@@ -127,7 +128,9 @@ def _trim_log(log_csv, epochs):
         return
     with open(log_csv, newline="") as f:
         reader = csv.DictReader(f)
-        fields, rows = reader.fieldnames, [row for row in reader if int(row["epoch"]) < epochs]
+        # a row cut short by a kill lacks its last fields (None): it is the epoch being written
+        fields = reader.fieldnames
+        rows = [row for row in reader if None not in row.values() and int(row["epoch"]) < epochs]
     if not fields:  # no header yet: CSVLogger writes it with the first row
         log_csv.unlink()
         return

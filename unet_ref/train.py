@@ -59,8 +59,8 @@ def load_data(config):
 
         images, labels = synthetic_dataset(config.synthetic_count, size=config.synthetic_size, seed=config.seed,
                                            kind=config.synthetic)
-    if not config.data:
-        images = [normalize_image(image, f"synthetic image {i}", normalize=config.normalize) for i, image in enumerate(images)]
+    if not config.data:  # synthetic images too, by the run's rule
+        images = [normalize_image(image, "a synthetic image", normalize=config.normalize) for image in images]
     return train_val_split(list(images), list(labels), val_count=config.val_count)
 
 
