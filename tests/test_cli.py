@@ -113,6 +113,16 @@ def test_evaluate_saved_predictions_prints_table_and_writes_json_csv(tmp_path):
         (("evaluate", "--pred", "{tmp}/mask.npy", "--truth", "{tmp}/mask.png", "--out", "{tmp}/mask.png"), "is a file"),
         (("train", "--out", "{tmp}/mask.png", "--epochs", "1"), "--out {tmp}/mask.png is a file"),
         (("demo", "--out", "{tmp}/mask.png", "--epochs", "1"), "is a file"),
+        (("weightmap", "{tmp}/mask.npy", "--out", "{tmp}", "--quiet"),
+         "output {tmp}/mask.npy would replace the input {tmp}/mask.npy; choose another --out"),
+        (("weightmap", "{tmp}/mask.npy", "--out", "", "--quiet"), "--out is empty"),
+        (("weightmap", "{tmp}/corrupt.tif", "--out", "{tmp}/w", "--quiet"),
+         "cannot read label {tmp}/corrupt.tif: not a readable TIFF"),
+        (("weightmap", "{tmp}/classes.png", "--out", "{tmp}/w", "--instances", "--quiet"),
+         "holds 0 and the values 1, 2, and value 1 covers 2 separate regions: a class map"),
+        (("weightmap", "{tmp}/classes.png", "--out", "{tmp}/w", "--quiet"), "segmentation here is binary"),
+        (("train", "--data", "{tmp}", "--out", "{tmp}", "--epochs", "1"),
+         "output {tmp}/config.json would replace the input {tmp}/config.json"),
     ],
 )
 def test_bad_input_gives_one_line_naming_the_problem_and_exit_code_2(tmp_path, args, message):
@@ -124,6 +134,12 @@ def test_bad_input_gives_one_line_naming_the_problem_and_exit_code_2(tmp_path, a
     np.save(tmp_path / "nan.npy", np.where(_two_cells() > 0, 1.0, np.nan))
     np.save(tmp_path / "negative.npy", _two_cells().astype(np.int32) - 1)
     io.imsave(tmp_path / "mask.png", _two_cells(), check_contrast=False)
+    (tmp_path / "corrupt.tif").write_bytes(b"II*\x00" + b"\x00" * 100)
+    classes = np.zeros((12, 12), np.uint8)  # 1 cell, 2 its border, for two cells
+    classes[1:5, 1:5], classes[7:11, 7:11] = 2, 2
+    classes[2:4, 2:4], classes[8:10, 8:10] = 1, 1
+    io.imsave(tmp_path / "classes.png", classes, check_contrast=False)
+    (tmp_path / "config.json").write_text("{}")  # a data folder holding a file a run would write
     result = run(*(a.format(tmp=tmp_path) if isinstance(a, str) else a for a in args))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -178,6 +194,12 @@ def test_demo_writes_panel_loss_curve_metrics_and_model(tmp_path):
     # the trivial all-cell predictor's pixel error is the membrane fraction of the held-out masks
     assert 0.05 < metrics["trivial_all_cell"]["pixel_error"] < 0.5
     assert set(metrics["held_out"]["mean"]) >= {"pixel_error", "rand_error", "vi", "cell_iou"}
+
+
+def test_every_help_example_of_bench_and_demo_says_what_it_means():
+    bench = run("bench", "--help").stdout
+    assert "cd unet_ref" not in bench and "in the project root" in bench  # the example runs where it says
+    assert "0 = no limit" in " ".join(run("demo", "--help").stdout.split())
 
 
 def test_bench_outside_the_project_root_says_where_to_run_it(tmp_path):
@@ -339,3 +361,81 @@ def test_train_ndim_3_then_predict_and_evaluate_a_stack_as_one_volume(tmp_path):
     io.imsave(flat / "x.png", image[0], check_contrast=False)
     result = run("predict", run_dir, flat / "x.png", "--out", tmp_path / "pred2")
     assert result.returncode == 2 and r"x: image must be (D, H, W) or (D, H, W, C)" in result.stderr
+
+
+def test_weightmap_of_colour_instance_labels_keeps_touching_cells_of_different_colours_apart(tmp_path):
+    from unet_ref.weights import weight_map
+
+    colour = np.zeros((30, 40, 3), np.uint8)
+    colour[3:27, 3:20], colour[3:27, 20:37] = [200, 30, 30], [30, 30, 200]  # touching, gray means equal
+    io.imsave(tmp_path / "cells.png", colour, check_contrast=False)
+    result = run("weightmap", tmp_path / "cells.png", "--instances", "--out", tmp_path / "w", "--quiet")
+    assert result.returncode == 0, result.stderr
+    ids = np.zeros((30, 40), np.int32)
+    ids[3:27, 3:20], ids[3:27, 20:37] = 1, 2
+    np.testing.assert_array_equal(np.load(tmp_path / "w" / "cells.npy"), weight_map(labels=ids))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A finished one-epoch run, trained in this process (`main`, as the command line)."""
+    from unet_ref.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "run"
+    assert main(["train", "--out", str(out), "--synthetic-count", "3", "--synthetic-size", "64", "--val-count", "1",
+                 "--base-filters", "2", "--depth", "1", "--tile-size", "44", "--batch-size", "2", "--epochs", "1",
+                 "--steps-per-epoch", "2", "--validation-steps", "1", "--val-pixel-error", "false", "--verbose", "0",
+                 "--normalize", "percentile"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("threshold", ["nan", "-1", "1.5", "inf", "0", "1"])
+def test_predict_refuses_a_threshold_outside_0_1_like_evaluate(tiny_run, tmp_path, capsys, threshold):
+    from unet_ref.cli import main
+
+    np.save(tmp_path / "x.npy", np.zeros((20, 20), np.uint8))
+    assert main(["predict", str(tiny_run), str(tmp_path / "x.npy"), "--out", str(tmp_path / "p"),
+                 "--threshold", threshold]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"unet-ref predict: error: --threshold must be a finite number > 0 and < 1, got {float(threshold)!r}"]
+    assert not (tmp_path / "p").exists()
+
+
+def test_predict_never_writes_over_an_input_file_of_its_folder(tiny_run, tmp_path, capsys):
+    from unet_ref.cli import main
+
+    (tmp_path / "ds").mkdir()
+    io.imsave(tmp_path / "ds" / "cell.png", _two_cells(), check_contrast=False)
+    io.imsave(tmp_path / "ds" / "cell_mask.png", _two_cells(), check_contrast=False)  # an input too
+    before = {p.name: p.read_bytes() for p in (tmp_path / "ds").iterdir()}
+    assert main(["predict", str(tiny_run), str(tmp_path / "ds"), "--out", str(tmp_path / "ds")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"unet-ref predict: error: output {tmp_path}/ds/cell_mask.png would replace the input "
+        f"{tmp_path}/ds/cell_mask.png; choose another --out"]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ds").iterdir()} == before  # nothing written
+
+
+def test_predict_reads_images_by_the_runs_intensity_rule_and_its_hint_makes_a_file_work(tiny_run, tmp_path, capsys):
+    from unet_ref.cli import main
+    from unet_ref.runs import load_run
+    from unet_ref.tiling import predict_tiled
+
+    assert json.loads((tiny_run / "config.json").read_text())["normalize"] == ["percentile", 1.0, 99.8]
+    camera = np.random.default_rng(0).normal(900, 150, (37, 41)).clip(0, 4095).astype(np.uint16)  # 12 bits
+    tifffile.imwrite(tmp_path / "cam.tif", camera)
+    assert main(["predict", str(tiny_run), str(tmp_path / "cam.tif"), "--out", str(tmp_path / "p")]) == 0
+    low, high = np.percentile(camera, [1, 99.8])  # the oracle: numpy's percentiles, not normalize_image
+    expected = predict_tiled(load_run(tiny_run)[0], np.clip((camera - low) / (high - low), 0, 1).astype(np.float32))
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "p" / "cam_prob.tif"), expected[..., 1], atol=1e-5)
+    # a dtype-rule read of an int64 array is refused with the rule that reads it; that rule works
+    np.save(tmp_path / "wide.npy", camera.astype(np.int64) // 16)
+    capsys.readouterr()
+    assert main(["predict", str(tiny_run), str(tmp_path / "wide.npy"), "--out", str(tmp_path / "q"),
+                 "--normalize", "dtype"]) == 2
+    error = capsys.readouterr().err
+    assert len(error.splitlines()) == 1 and "is int64 with values" in error
+    hinted = error.split("with --normalize ")[1].split()[0]
+    assert hinted == "range:0,255"
+    assert main(["predict", str(tiny_run), str(tmp_path / "wide.npy"), "--out", str(tmp_path / "q"),
+                 "--normalize", hinted]) == 0
+    assert (tmp_path / "q" / "wide_prob.tif").exists()

@@ -242,3 +242,82 @@ def test_a_2d_file_where_a_volume_is_expected_and_mismatched_shapes_are_named(tm
         load_dataset(tmp_path / "labels2d", ndim=3)
     with pytest.raises(FileNotFoundError, match="no volumes found"):
         load_dataset(tmp_path, ndim=3)
+
+
+def test_every_page_of_a_tiff_is_read_and_pages_are_never_channels(tmp_path):
+    pages = np.random.default_rng(0).integers(0, 256, (3, 6, 7), dtype=np.uint8)
+    with tifffile.TiffWriter(tmp_path / "series.tif") as tif:  # page by page: one series per page
+        for page in pages:
+            tif.write(page)
+    narrow = pages[..., :3].copy()  # pages 3 px wide: not a colour axis
+    tifffile.imwrite(tmp_path / "narrow.tif", narrow, photometric="minisblack")
+    named = dict(read_images([tmp_path / "series.tif", tmp_path / "narrow.tif"]))
+    assert [named[f"series_{i:04d}"].tolist() for i in range(3)] == pages.tolist()
+    assert [named[f"narrow_{i:04d}"].tolist() for i in range(3)] == narrow.tolist()
+    assert np.array_equal(read_image(tmp_path / "series.tif"), pages)
+    with tifffile.TiffWriter(tmp_path / "mixed.tif") as tif:
+        tif.write(pages[0])
+        tif.write(pages[0, :3])
+    with pytest.raises(ValueError, match=r"mixed.tif: it holds 2 images of different shapes"):
+        read_images([tmp_path / "mixed.tif"])
+    tifffile.imwrite(tmp_path / "channels.tif", np.zeros((4, 2, 6, 7), np.uint8), imagej=True,
+                     metadata={"axes": "ZCYX"})
+    with pytest.raises(ValueError, match=r"channels.tif: it has channels \(axes ZCYX"):
+        read_images([tmp_path / "channels.tif"])
+
+
+def test_a_corrupt_tiff_is_one_line_of_ours_and_nothing_from_tifffile(tmp_path, capfd):
+    (tmp_path / "corrupt.tif").write_bytes(b"II*\x00" + b"\x00" * 100)
+    with pytest.raises(ValueError, match=r"^cannot read input .*corrupt.tif: not a readable TIFF") as error:
+        read_images([tmp_path / "corrupt.tif"])
+    assert "\n" not in str(error.value) and "(0,)" not in str(error.value)
+    assert capfd.readouterr().err == ""
+
+
+def test_colour_is_read_alike_in_every_format_images_gray_labels_one_id_per_colour(tmp_path):
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[:, :4] = [200, 0, 0]  # two touching cells of different colours
+    rgb[:, 4:] = [0, 0, 200]
+    rgb[0] = 0
+    io.imsave(tmp_path / "c.png", rgb, check_contrast=False)
+    tifffile.imwrite(tmp_path / "c.tif", rgb, photometric="rgb")
+    png, tif = (dict(read_images([tmp_path / f"c.{s}"]))["c"] for s in ("png", "tif"))
+    assert np.array_equal(png, tif) and np.array_equal(png, rgb.mean(axis=-1).astype(np.uint8))
+    for suffix in ("png", "tif"):
+        [(_, ids)] = read_images([tmp_path / f"c.{suffix}"], labels=True)
+        # never averaged: the two colours are two ids, black is background
+        red, blue = ids[rgb[..., 0] > 0], ids[rgb[..., 2] > 0]
+        assert len(set(red)) == len(set(blue)) == 1 and red[0] != blue[0] and (ids[0] == 0).all()
+        assert to_instance_labels(ids).max() == 2
+
+
+def test_a_class_map_is_refused_where_instances_or_a_mask_are_expected_but_few_instances_are_read(tmp_path):
+    from unet_ref.datasets import check_not_class_map
+
+    classes = np.zeros((12, 12), np.uint8)  # 0 background, 1 cell, 2 border: two cells with borders
+    classes[1:5, 1:5], classes[7:11, 7:11] = 2, 2
+    classes[2:4, 2:4], classes[8:10, 8:10] = 1, 1
+    with pytest.raises(ValueError, match=r"map.png holds 0 and the values 1, 2, and value 1 covers 2 separate regions: "
+                                         r"a class map .* segmentation here is binary"):
+        check_not_class_map(classes, "map.png")
+    two_cells_ids = np.zeros((12, 12), np.uint8)  # instance ids of two cells: each one region
+    two_cells_ids[1:5, 1:5], two_cells_ids[7:11, 7:11] = 1, 2
+    assert check_not_class_map(two_cells_ids) is two_cells_ids
+    many = np.kron(np.arange(1, 26, dtype=np.uint16).reshape(5, 5), np.ones((3, 3), np.uint16))  # 25 ids
+    many[::3] = 0
+    check_not_class_map(np.where(many % 2, many, many + 100).astype(np.uint16))  # uint16 instance TIFFs still work
+    (tmp_path / "image").mkdir(), (tmp_path / "label").mkdir()
+    io.imsave(tmp_path / "image" / "a.png", np.zeros((12, 12), np.uint8), check_contrast=False)
+    io.imsave(tmp_path / "label" / "a.png", classes, check_contrast=False)
+    with pytest.raises(ValueError, match="a.png holds 0 and the values 1, 2"):
+        load_dataset(tmp_path)
+
+
+def test_loaders_apply_the_runs_intensity_rule_and_name_the_file(tmp_path):
+    (tmp_path / "image").mkdir(), (tmp_path / "label").mkdir()
+    np.save(tmp_path / "image" / "a.npy", np.arange(64).reshape(8, 8))  # int64
+    io.imsave(tmp_path / "label" / "a.png", two_cells(), check_contrast=False)
+    with pytest.raises(ValueError, match=r"a.npy is int64 .* --normalize range:0,255"):
+        load_dataset(tmp_path, normalize="dtype")
+    images, _ = load_dataset(tmp_path, normalize="range:0,255")
+    assert np.allclose(images[0], np.arange(64).reshape(8, 8) / 255)

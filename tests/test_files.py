@@ -63,3 +63,51 @@ def test_written_files_get_the_mode_of_any_new_file_and_no_temporary_file_stays(
             f.write("{")
             raise KeyboardInterrupt
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain", "w.npy"]
+
+
+def test_an_output_that_is_an_input_is_refused_by_path_link_hard_link_and_dotdot(tmp_path):
+    import os
+
+    from unet_ref.files import refuse_overwriting
+
+    (tmp_path / "lab").mkdir()
+    label = tmp_path / "lab" / "a.npy"
+    np.save(label, np.zeros((2, 2)))
+    os.symlink(tmp_path / "lab", tmp_path / "link")
+    (tmp_path / "hard").mkdir()
+    os.link(label, tmp_path / "hard" / "a.npy")
+    for output in (label, tmp_path / "link" / "a.npy", tmp_path / "hard" / "a.npy",
+                   tmp_path / "lab" / ".." / "lab" / "a.npy"):
+        with pytest.raises(ValueError, match=f"output {output} would replace the input {label}"):
+            refuse_overwriting([tmp_path / "new.npy", output], [label])
+    refuse_overwriting([tmp_path / "lab" / "b.npy", tmp_path / "missing" / "a.npy"], [label])  # other files: fine
+
+
+def test_output_folders_are_named_and_dotdot_is_resolved_as_the_system_would(tmp_path, monkeypatch):
+    from unet_ref.files import output_folder
+
+    monkeypatch.chdir(tmp_path)
+    for empty in ("", "  "):
+        with pytest.raises(ValueError, match="--out is empty"):
+            output_folder(empty)
+    path = output_folder("a/../b")  # a does not exist: the system cannot walk through it
+    write_json(path / "x.json", {"a": 1})
+    assert json.loads((tmp_path / "b" / "x.json").read_text()) == {"a": 1}
+    (tmp_path / "f").write_text("")
+    with pytest.raises(ValueError, match="--out f is a file"):
+        output_folder("f")
+
+
+def test_atomic_write_renames_into_a_path_through_a_missing_folder(tmp_path):
+    write_json(tmp_path / "missing" / ".." / "c.json", [1])  # os.replace cannot walk missing/..
+    assert json.loads((tmp_path / "c.json").read_text()) == [1]
+
+
+def test_temporaries_left_by_a_killed_writer_are_removed_and_nothing_else(tmp_path):
+    from unet_ref.files import remove_temporaries
+
+    (tmp_path / ".tmp-last.keras-abc123.keras").write_text("half a model")
+    (tmp_path / "last.keras").write_text("a model")
+    (tmp_path / ".hidden").write_text("")
+    remove_temporaries(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", "last.keras"]

@@ -213,7 +213,7 @@ def test_thick_sections_get_weight_maps_in_physical_units_and_a_thinner_context_
     np.testing.assert_allclose(weights, expected, rtol=1e-6)
     assert np.array_equal(cells, (region[crop] > 0).astype(np.int32))
     with pytest.raises(ValueError, match="spacing must be one number per axis"):
-        TileSampler([labels], [labels], (20, 44, 44), 1, pool_sizes=((1, 2, 2),), spacing=(4.0, 1.0))
+        TileSampler([labels.astype(np.uint8)], [labels], (20, 44, 44), 1, pool_sizes=((1, 2, 2),), spacing=(4.0, 1.0))
 
 
 @pytest.mark.parametrize("ndim, spacing", [(2, (1.0, 3.0)), (3, (2.0, 1.0, 3.0))])

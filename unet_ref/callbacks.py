@@ -1,14 +1,15 @@
 """The trainer's Keras callbacks: validation metrics of whole images, atomic checkpoints,
 resuming, logs, the loss curve and a wall-time limit.
 
-`trainer_callbacks` lists them in the order they must run at the end of an epoch: the
-validation metrics first (they add to the logs), the writers after, and
+`trainer_callbacks` lists them in the order they must run at the end of an epoch: the stop
+on a NaN loss first, the validation metrics next (they add to the logs), the writers after, and
 `keras.callbacks.BackupAndRestore` last, so that an epoch is marked done only after its
 logs and checkpoints exist (a kill in between repeats the epoch; `plot_loss_curve` keeps
 the epoch's last row, `unet_ref.plots.plot_loss_curve`).
 """
 import importlib.util
 import json
+import math
 import time
 
 import keras
@@ -19,7 +20,27 @@ from unet_ref.files import atomic_write, read_json
 from unet_ref.plots import plot_loss_curve
 from unet_ref.tiling import predict_cells
 
-__all__ = ["ValidationMetrics", "AtomicCheckpoint", "LossCurve", "TimeLimit", "trainer_callbacks"]
+__all__ = ["StopOnNaN", "ValidationMetrics", "AtomicCheckpoint", "LossCurve", "TimeLimit", "trainer_callbacks"]
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """A FloatingPointError naming the epoch and step where the loss stops being finite. It
+    runs first, so no later callback saves the diverged weights and the run resumes from its
+    last backup (keras.callbacks.TerminateOnNaN would end the run as if it had finished)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.check((logs or {}).get("loss"), f"at epoch {self.epoch}, step {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.check((logs or {}).get("val_loss"), f"in the validation after epoch {epoch + 1}")
+
+    def check(self, loss, where):
+        if loss is not None and not math.isfinite(float(loss)):
+            raise FloatingPointError(f"the loss became {float(loss)} {where}: training diverged (a lower learning rate "
+                                     f"may help); the same command resumes the run from its last backup, if any")
 
 
 class ValidationMetrics(keras.callbacks.Callback):
@@ -91,15 +112,16 @@ class TimeLimit(keras.callbacks.Callback):
 
 def trainer_callbacks(config, out, val_images, val_labels):
     """The callbacks `unet_ref.train.train` passes to `fit`, in order (see above)."""
-    callbacks = [ValidationMetrics(val_images, val_labels, config.predict_tile_size or None)] \
-        if config.val_pixel_error else []
+    callbacks = [StopOnNaN()] + ([ValidationMetrics(val_images, val_labels, config.predict_tile_size or None)]
+                                 if config.val_pixel_error else [])
     callbacks += [
         keras.callbacks.CSVLogger(str(out / "log.csv"), append=True),
         AtomicCheckpoint(out),
         LossCurve(out),
         TimeLimit(config.time_limit_minutes),
         keras.callbacks.BackupAndRestore(
-            str(out / "backup"), save_freq=config.backup_every or "epoch", double_checkpoint=True
+            str(out / "backup"), save_freq=config.backup_every or "epoch", double_checkpoint=True,
+            delete_checkpoint=False,  # removed by unet_ref.runs once the run is marked finished
         ),
     ]
     # tf.summary needs the tensorboard package, which TensorFlow no longer installs

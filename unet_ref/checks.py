@@ -7,7 +7,7 @@ in Python, but `depth=True` is a mistake, not a depth of 1).
 import math
 import numbers
 
-__all__ = ["check_int", "check_real", "per_axis", "check_spacing"]
+__all__ = ["check_int", "check_real", "check_threshold", "per_axis", "check_spacing"]
 
 
 def _range_text(minimum, maximum, above, below):
@@ -53,6 +53,17 @@ def check_real(value, name, minimum=None, maximum=None, *, above=None, below=Non
         bounds = _range_text(minimum, maximum, above, below)
         raise ValueError(f"{name} must be a finite number{' ' + bounds if bounds else ''}, got {value!r}")
     return value
+
+
+def check_threshold(value, name="threshold"):
+    """A cell probability threshold: a finite number strictly between 0 and 1 (at 0 or 1, or
+    beyond, every pixel would be cell or none). The command line's --threshold and the
+    metrics of `unet_ref.evaluate` check it here.
+
+    >>> check_threshold(0.5)
+    0.5
+    """
+    return check_real(value, name, above=0, below=1)
 
 
 def per_axis(value, ndim, name):

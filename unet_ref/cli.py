@@ -47,24 +47,36 @@ def _import_tensorflow_quietly():
         os.close(saved)
 
 
-def _model_and_tile_size(model_path, tile_size=None):
+def _model_and_settings(model_path, tile_size=None, normalize=None):
     """A `.keras` file or a training run folder -> (keras model, tile size for prediction:
-    `tile_size`, else the run's predict_tile_size, else None = chosen by predict_tiled)."""
+    `tile_size`, else the run's predict_tile_size, else None = chosen by predict_tiled;
+    intensity rule: `normalize`, else the run's, so that images are read as in training;
+    the model's files, which no output may replace)."""
+    from unet_ref.images import check_normalize
     from unet_ref.runs import load_run
 
     try:
         model, config = load_run(model_path)
     except (FileNotFoundError, ValueError) as error:
         raise UserError(str(error)) from error
-    return model, tile_size or ((config.predict_tile_size or None) if config else None)
+    path = pathlib.Path(model_path)
+    files = [path / "model.keras", path / "config.json"] if path.is_dir() else [path, path.parent / "config.json"]
+    rule = check_normalize(normalize or (config.normalize if config else "dtype"), "--normalize")
+    return model, tile_size or ((config.predict_tile_size or None) if config else None), rule, files
+
+
+def _normalized(images, rule, what="input"):
+    """(name, image) pairs with each image normalised by the intensity rule `rule`."""
+    from unet_ref.images import normalize_image
+
+    return [(name, normalize_image(image, f"{what} {name}", normalize=rule)) for name, image in images]
 
 
 def _output_folder(out):
-    """--out as a Path: a folder (made when needed), never an existing file."""
-    out = pathlib.Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; expected a folder for the outputs")
-    return out
+    """--out as a Path: a folder (made when needed), never an existing file or empty text."""
+    from unet_ref.files import output_folder
+
+    return output_folder(out)
 
 
 # --- subcommands -------------------------------------------------------------------------
@@ -74,7 +86,8 @@ def cmd_weightmap(args):
     """Weight maps w(x) = w_c(x) + w0 exp(-(d1 + d2)^2 / (2 sigma^2)) for label files."""
     from tqdm import tqdm
 
-    from unet_ref.files import write_array
+    from unet_ref.datasets import check_not_class_map
+    from unet_ref.files import refuse_overwriting, write_array
     from unet_ref.plots import save_colormapped
     from unet_ref.weights import weight_map
 
@@ -82,7 +95,10 @@ def cmd_weightmap(args):
     ndim = len(args.spacing) if args.spacing else 2
     if ndim not in (2, 3):
         raise UserError(f"--spacing takes 2 values (Y X) or 3 (Z Y X), got {len(args.spacing)}")
-    images = read_images(image_files(args.labels, "label"), "label", volumes=ndim == 3)
+    files = image_files(args.labels, "label")
+    images = read_images(files, "label", volumes=ndim == 3, labels=True)
+    suffix = "npy" if args.format == "npy" else "tif"
+    refuse_overwriting([out / f"{name}{end}" for name, _ in images for end in (f".{suffix}", "_weights.png")], files)
     for name, labels in tqdm(images, desc="weight maps", unit="image", disable=args.quiet):
         if labels.ndim != ndim:
             kind = "a 3-D (Z, Y, X) stack, as --spacing gives 3 values" if ndim == 3 else "a 2-D mask or instance labels"
@@ -90,12 +106,12 @@ def cmd_weightmap(args):
         options = dict(w0=args.w0, sigma=args.sigma, spacing=args.spacing)
         try:
             if args.instances:
-                weights = weight_map(labels=labels, **options)
+                weights = weight_map(labels=check_not_class_map(labels, "labels"), **options)
             else:  # the one mask rule of unet_ref.masks, as the API reads it
                 weights = weight_map(labels, threshold=args.threshold, **options)
         except (ValueError, TypeError) as error:
             raise UserError(f"label {name}: {error}") from error
-        write_array(out / f"{name}.{'npy' if args.format == 'npy' else 'tif'}", weights)
+        write_array(out / f"{name}.{suffix}", weights)
         if args.png:  # a volume: its middle slice
             save_colormapped(out / f"{name}_weights.png", weights[len(weights) // 2] if ndim == 3 else weights)
     print(f"wrote {len(images)} weight map(s) to {out}")
@@ -106,26 +122,43 @@ def cmd_train(args):
 
     from unet_ref import train
 
+    from unet_ref.files import refuse_overwriting
+    from unet_ref.runs import RUN_FILES
+
     names = {field.name for field in dataclasses.fields(train.TrainConfig)}
     overrides = {key: value for key, value in vars(args).items() if key in names and value is not None}
     config = train.resolve_config(args.preset, overrides)  # bad values fail here, before TensorFlow loads
+    if config.verbose == 1 and not sys.stdout.isatty():  # a log file: a line per epoch, not a bar per step
+        config = dataclasses.replace(config, verbose=2)
+    if config.data:  # no run file may replace a data file
+        data = pathlib.Path(config.data)
+        inputs = [p for p in data.rglob("*") if p.is_file()] if data.is_dir() else [data]
+        out = _output_folder(config.out)
+        refuse_overwriting([out / name for name in ("config.json", "state.json", *RUN_FILES)], inputs)
     if not args.debug:
         _import_tensorflow_quietly()
     train.train(config)
 
 
 def cmd_predict(args):
-    from unet_ref.files import write_array
+    from unet_ref.checks import check_threshold
+    from unet_ref.files import refuse_overwriting, write_array
     from unet_ref.tiling import predict_cells
 
     out = _output_folder(args.out)
-    model, tile_size = _model_and_tile_size(args.model, args.tile_size)
+    threshold = check_threshold(args.threshold, "--threshold")
+    model, tile_size, rule, model_files = _model_and_settings(args.model, args.tile_size, args.normalize)
     volumes = len(model.input_shape) == 5  # a 3-D U-Net: each TIFF stack is one volume
-    images = read_images(image_files(args.inputs, "input"), "input", volumes=volumes)
-    for name, cell in predict_cells(model, images, tile_size=tile_size, batch_size=args.batch_size, tta=args.tta):
-        probability, mask = out / f"{name}_prob.tif", out / f"{name}_mask.{'tif' if volumes else 'png'}"
+    files = image_files(args.inputs, "input")
+    images = read_images(files, "input", volumes=volumes)
+    suffix = "tif" if volumes else "png"
+    outputs = {name: (out / f"{name}_prob.tif", out / f"{name}_mask.{suffix}") for name, _ in images}
+    refuse_overwriting([path for pair in outputs.values() for path in pair], files + model_files)
+    for name, cell in predict_cells(model, _normalized(images, rule), tile_size=tile_size, batch_size=args.batch_size,
+                                    tta=args.tta):
+        probability, mask = outputs[name]
         write_array(probability, cell)
-        write_array(mask, (cell >= args.threshold).astype("uint8") * 255 if volumes else cell >= args.threshold)
+        write_array(mask, (cell >= threshold).astype("uint8") * 255 if volumes else cell >= threshold)
         print(f"{name}: {cell.shape} -> {probability}, {mask}")
 
 
@@ -140,7 +173,7 @@ def cmd_evaluate(args):
     if args.model:
         if not args.images:
             raise UserError("--model needs --images (the raw images to predict)")
-        model, tile_size = _model_and_tile_size(args.model, args.tile_size)
+        model, tile_size, rule, model_files = _model_and_settings(args.model, args.tile_size, args.normalize)
     volumes = args.volumes or (model is not None and len(model.input_shape) == 5)
     truths = read_images(image_files(args.truth, "ground truth"), "ground truth", volumes=volumes)
     # the challenge's scores are 2-D: images, or the z-slices of the volumes, as one stack
@@ -151,7 +184,7 @@ def cmd_evaluate(args):
     if model is not None:
         from unet_ref.tiling import predict_cells
 
-        images = read_images(image_files(args.images, "image"), "image", volumes=volumes)
+        images = _normalized(read_images(image_files(args.images, "image"), "image", volumes=volumes), rule, "image")
         predictions = list(predict_cells(model, images, tile_size=tile_size, tta=args.tta))
     elif args.pred:
         predictions = [(name, evaluate.as_cell_probability(p, name, ndim=3 if volumes else 2))
@@ -173,6 +206,10 @@ def cmd_evaluate(args):
         print(format_scores(scores, name))
         results["challenge"] = scores
     if out:
+        from unet_ref.files import refuse_overwriting
+
+        inputs = [f for given in (args.truth, args.pred, args.images) if given for f in image_files(given)]
+        refuse_overwriting([out / "metrics.json", out / "metrics.csv"], inputs + (model_files if model else []))
         write_json(out / "metrics.json", results)
         write_csv(out / "metrics.csv", evaluate.table_rows(results))
         print(f"wrote {out / 'metrics.json'} and {out / 'metrics.csv'}")
@@ -231,6 +268,8 @@ def _argument_type(parse):
 
 
 def build_parser():
+    from unet_ref.images import NORMALIZE_HELP, parse_normalize
+
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="unet-ref",
@@ -257,7 +296,8 @@ def build_parser():
                        """))
     p.add_argument("--out", default="unet_ref_demo", help="output folder (default: unet_ref_demo)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and of training (default: 0)")
-    p.add_argument("--minutes", type=float, default=None, help="training time budget in minutes (default: the tutorial preset's)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="training time budget in minutes, 0 = no limit (default: the tutorial preset's)")
     p.add_argument("--epochs", type=int, default=None, help="override the tutorial preset's epochs (a shorter demo)")
     p.add_argument("--steps-per-epoch", type=int, default=None, help="override the tutorial preset's steps per epoch")
     p.add_argument("--quiet", action="store_true", help="no progress output during training")
@@ -292,6 +332,9 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass (default: as many as fit in 1 GiB)")
     p.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations")
     p.add_argument("--threshold", type=float, default=0.5, help="cell probability threshold for the masks (default: 0.5)")
+    p.add_argument("--normalize", type=_argument_type(parse_normalize), metavar="RULE", default=None,
+                   help="intensity rule of the images, %s (unet_ref.images; default: the run's, from its "
+                        "config.json, else dtype)" % NORMALIZE_HELP)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", formatter_class=formatter, help="pixel error, adapted Rand error, VI",
@@ -319,6 +362,9 @@ def build_parser():
                         "swept), beside the U-Net paper's Table 1; they are 2-D: with --volumes, of the stack of "
                         "every volume's z-slices")
     p.add_argument("--out", help="folder for metrics.json and metrics.csv")
+    p.add_argument("--normalize", type=_argument_type(parse_normalize), metavar="RULE", default=None,
+                   help="intensity rule of --images, %s (unet_ref.images; default: the run's, from its "
+                        "config.json, else dtype)" % NORMALIZE_HELP)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("weightmap", formatter_class=formatter, help="weight maps of label images",
@@ -352,7 +398,7 @@ def build_parser():
                                    "baseline per group). Extra arguments go to pytest. Takes minutes; machine noise "
                                    "matters, so compare ratios, not absolute times.",
                        epilog=_examples("""
-                           cd unet_ref && unet-ref bench
+                           unet-ref bench                  # in the project root (the folder holding benchmarks/)
                            unet-ref bench -- -k weights
                        """))
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments (after --)")
@@ -391,7 +437,7 @@ def main(argv=None):
         return args.func(args) or 0
     except (KeyboardInterrupt, SystemExit) as stop:
         code, message = (130, "interrupted") if isinstance(stop, KeyboardInterrupt) else (stop.code, "terminated")
-    except (UserError, ValueError, TypeError, OSError, PipelineError) as error:
+    except (UserError, ValueError, TypeError, OSError, PipelineError, FloatingPointError) as error:
         if args.debug:
             raise
         code, message = 2, "error: " + (str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)

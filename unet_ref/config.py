@@ -13,9 +13,10 @@ import dataclasses
 import os
 
 from unet_ref.checks import check_spacing
+from unet_ref.images import check_normalize, parse_normalize
 from unet_ref.loss import DEFAULT_LEARNING_RATES
 from unet_ref.memory import check_label_region, check_memory
-from unet_ref.settings import boolean, choice, integer, per_axis_reals, per_level, real, text
+from unet_ref.settings import boolean, choice, integer, per_axis_reals, per_level, real, setting, text
 from unet_ref.sizes import output_size, pool_factors
 
 __all__ = ["TrainConfig", "PRESETS", "resolve_config", "check_config", "config_from_json", "tile_shape"]
@@ -31,6 +32,11 @@ class TrainConfig:
     val_count: int = integer(5, "number of images held out for validation (the last ones)", minimum=1)
     mask_threshold: float = real(0.0, "read label masks that are not binary (e.g. JPEG) as cell = value >= this; "
                                       "0 = masks must be binary (other label images are instance ids)", minimum=0)
+    normalize: tuple = setting(("dtype",), "intensity rule (unet_ref.images): dtype (uint8 / 255, uint16 / 65535, "
+                                           "floats in [0, 1]), percentile[:LOW,HIGH] (each image's percentiles, "
+                                           "default 1,99.8, to 0 and 1: camera images), range:MIN,MAX (e.g. 0,4095: "
+                                           "12-bit images); predict and evaluate apply the run's rule",
+                               parse=parse_normalize, check=check_normalize, metavar="RULE")
     synthetic_count: int = integer(12, "number of synthetic images when no --data is given", minimum=2)
     synthetic_size: int = integer(256, "side of the synthetic images in px", minimum=16)
     synthetic: str = choice("em", "kind of synthetic data: em (ISBI-like) or touching (cells touching along faint "
@@ -86,7 +92,8 @@ class TrainConfig:
                                           "(val_pixel_error, val_rand_error)")
     predict_tile_size: int = integer(0, "tile size for overlap-tile prediction (0 = chosen by predict_tiled)",
                                      minimum=0)
-    verbose: int = integer(1, "Keras progress: 1 = bar, 2 = one line per epoch, 0 = silent", minimum=0, maximum=2)
+    verbose: int = integer(1, "Keras progress: 1 = bar (unet-ref train: a line per epoch when its output is not a "
+                                       "terminal), 2 = one line per epoch, 0 = silent", minimum=0, maximum=2)
 
 
 PRESETS = {

@@ -34,6 +34,7 @@ import numpy as np
 from skimage.metrics import adapted_rand_error, variation_of_information
 from skimage.segmentation import expand_labels
 
+from unet_ref.checks import check_threshold
 from unet_ref.masks import CELL_CLASS, cells_from_mask, label_cells, to_instance_labels
 
 __all__ = [
@@ -52,8 +53,7 @@ def _predicted_cells(prediction, threshold):
         raise ValueError(f"prediction must be a 2-D (H, W) image or a 3-D (D, H, W) volume, got shape {prediction.shape}")
     if prediction.size == 0:
         raise ValueError("prediction is empty")
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    check_threshold(threshold)
     if prediction.dtype == bool:
         return prediction
     if np.issubdtype(prediction.dtype, np.floating):

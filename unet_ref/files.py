@@ -5,7 +5,13 @@ probability maps, figures) goes through `atomic_write`: the content is written t
 temporary file in the destination folder and then renamed into place with `os.replace`,
 which is atomic on POSIX and Windows. A run killed in the middle of a write leaves the
 previous file (or none), never a truncated one. `write_json`, `write_csv` and
-`write_array` are the writers built on it.
+`write_array` are the writers built on it. A SIGKILL can still leave the temporary file
+(`.tmp-NAME-*`); `remove_temporaries` deletes those of a folder whose only writer is us
+(a locked run folder, `unet_ref.runs`).
+
+Before writing, a command checks its outputs: `output_folder` (an --out that names a
+folder) and `refuse_overwriting` (no output is one of the command's inputs, by path or
+through a link: checked for every output before the first is written).
 """
 import csv
 import io
@@ -16,9 +22,11 @@ import tempfile
 
 import numpy as np
 
-__all__ = ["atomic_write", "write_json", "read_json", "write_csv", "write_array", "ARRAY_SUFFIXES"]
+__all__ = ["atomic_write", "write_json", "read_json", "write_csv", "write_array", "ARRAY_SUFFIXES",
+           "remove_temporaries", "output_folder", "refuse_overwriting"]
 
 ARRAY_SUFFIXES = (".npy", ".tif", ".tiff", ".png")
+TEMPORARY_PREFIX = ".tmp-"  # atomic_write's temporary files: .tmp-NAME-RANDOM.SUFFIX
 
 
 def _umask():
@@ -47,15 +55,16 @@ class atomic_write:
     """
 
     def __init__(self, path, mode=None, suffix=None):
-        self.path = os.fspath(path)
+        # absolute and normalised: os.replace cannot walk "a/../b" while a does not exist
+        self.path = os.path.abspath(os.fspath(path))
         self.mode = mode
         self.suffix = os.path.splitext(self.path)[1] if suffix is None else suffix
 
     def __enter__(self):
-        folder = os.path.dirname(os.path.abspath(self.path))
+        folder = os.path.dirname(self.path)
         os.makedirs(folder, exist_ok=True)
         # named after its target, so that a file left by a killed process says what it was
-        prefix = f".tmp-{os.path.basename(self.path)}-"
+        prefix = f"{TEMPORARY_PREFIX}{os.path.basename(self.path)}-"
         fd, self.tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=self.suffix)
         # mkstemp creates the file readable by its owner only (0600); give it the mode any
         # new file gets (0666 minus the umask), as open() would
@@ -145,3 +154,53 @@ def write_array(path, array):
     else:
         raise ValueError(f"cannot write {path}: expected a suffix in {ARRAY_SUFFIXES}")
     return path
+
+
+def remove_temporaries(folder):
+    """Delete the temporary files `atomic_write` left in `folder` when its process was
+    killed (SIGKILL runs no clean-up). Only for a folder no other process writes to: a
+    run folder under its lock."""
+    folder = pathlib.Path(folder)
+    for path in folder.glob(TEMPORARY_PREFIX + "*") if folder.is_dir() else ():
+        if path.is_file():
+            path.unlink(missing_ok=True)
+
+
+def output_folder(out, option="--out"):
+    """`out` as the Path of an output folder: not empty text (that would be the working
+    directory), not an existing file; "a/../b" resolved as the system would once `a`
+    existed (it cannot walk through a missing `a`). ValueError naming `option`."""
+    if not str(out).strip():
+        raise ValueError(f"{option} is empty; expected the name of a folder for the outputs")
+    path = pathlib.Path(out)
+    if ".." in path.parts:
+        path = pathlib.Path(os.path.realpath(path))
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {out} is a file; expected a folder for the outputs")
+    return path
+
+
+def refuse_overwriting(outputs, inputs):
+    """ValueError naming the file if any of `outputs` (paths about to be written) is one of
+    `inputs`: the same path, or the same file through a symbolic link, a hard link or "..".
+    Call it with every output before writing the first, so that nothing is written."""
+    def identity(path):
+        try:
+            status = os.stat(path)
+        except OSError:  # not there (yet): it can only clash by name
+            return None
+        return status.st_dev, status.st_ino
+
+    by_identity, by_name = {}, {}
+    for path in inputs:
+        by_name[os.path.realpath(path)] = path
+        key = identity(path)
+        if key is not None:
+            by_identity[key] = path
+    for path in outputs:
+        key = identity(path)
+        source = by_identity.get(key) if key is not None else None
+        source = source or by_name.get(os.path.realpath(path))
+        if source is not None:
+            link = "" if os.path.abspath(source) == os.path.abspath(path) else " (the same file, through a link)"
+            raise ValueError(f"output {path} would replace the input {source}{link}; choose another --out")

@@ -99,11 +99,11 @@ def cells_from_mask(mask, *, threshold=None, name="mask"):
         return mask.copy()
     if not np.issubdtype(mask.dtype, np.integer):
         raise TypeError(f"{name} must be a binary mask (bool, or integers 0 and one value > 0), got dtype "
-                        f"{mask.dtype}; pass threshold= to read it as cell = value >= threshold")
+                        f"{mask.dtype}; give a threshold to read it as cell = value >= threshold")
     if not is_binary_mask(mask):
         raise ValueError(f"{name} is not a binary mask: expected 0 (membrane) and one value > 0 (cell), "
-                         f"e.g. {{0, 255}} or {{0, 1}}, got {_values_text(np.unique(mask))}; pass "
-                         f"threshold= (e.g. 128 for a JPEG-saved 0/255 mask), or instance labels as labels")
+                         f"e.g. {{0, 255}} or {{0, 1}}, got {_values_text(np.unique(mask))} (segmentation here is binary); "
+                         f"give a threshold (e.g. 128 for a JPEG-saved 0/255 mask), or instance labels as labels")
     return mask > 0
 
 

@@ -21,10 +21,8 @@ this repeats a few steps and loses no training.
 TensorFlow is imported inside the functions, so that `unet-ref --help` stays fast.
 """
 import os
-import pathlib
 
 from unet_ref.config import PRESETS, TrainConfig, check_config, resolve_config, tile_shape
-from unet_ref.files import atomic_write
 
 __all__ = ["train", "load_data", "distribution_strategy", "TrainConfig", "PRESETS", "resolve_config"]
 
@@ -34,9 +32,11 @@ def load_data(config):
     membrane) so that the weight map separates touching cells exactly. The last
     `val_count` images are the validation set (`unet_ref.datasets.train_val_split`)."""
     from unet_ref.datasets import load_dataset, train_val_split
+    from unet_ref.images import normalize_image
 
-    if config.data:
-        images, labels = load_dataset(config.data, threshold=config.mask_threshold or None, ndim=config.ndim)
+    if config.data:  # images normalised by the run's rule, once (`unet_ref.images`)
+        images, labels = load_dataset(config.data, threshold=config.mask_threshold or None, ndim=config.ndim,
+                                      normalize=config.normalize)
     elif config.ndim == 3:
         from unet_ref.synthetic import synthetic_volumes
 
@@ -47,6 +47,8 @@ def load_data(config):
 
         images, labels = synthetic_dataset(config.synthetic_count, size=config.synthetic_size, seed=config.seed,
                                            kind=config.synthetic)
+    if not config.data:  # synthetic images too, by the run's rule
+        images = [normalize_image(image, "a synthetic image", normalize=config.normalize) for image in images]
     return train_val_split(list(images), list(labels), val_count=config.val_count)
 
 
@@ -95,43 +97,40 @@ def train(config, callbacks=()):
     from unet_ref.loss import compile_unet
     from unet_ref.model import build_unet
     from unet_ref.pipeline import PipelineError, make_dataset, take_failure
-    from unet_ref.runs import start_run
+    from unet_ref.runs import open_run
 
     config = check_config(config)
     strategy = distribution_strategy()  # before any other TensorFlow op, as tf.distribute asks
-    out = pathlib.Path(config.out)
-    start_run(config, out)  # refuses a finished run or another configuration, trims log.csv on resume
-    keras.utils.set_random_seed(config.seed)
-    train_images, train_labels, val_images, val_labels = load_data(config)
+    with open_run(config) as run:  # one writer; starts, resumes, restarts or refuses (unet_ref.runs)
+        keras.utils.set_random_seed(config.seed)
+        train_images, train_labels, val_images, val_labels = load_data(config)
 
-    # (B, n, n, 1) float32 tiles, (B, m, m) int32 labels, (B, m, m) float32 weights; in 3-D (B, z, n, n, 1) ...
-    tiles = dict(tile_size=tile_shape(config), depth=config.depth, pool_sizes=config.pool_sizes,
-                 batch_size=config.batch_size, w0=config.w0, sigma=config.sigma, spacing=config.spacing,
-                 class_balance=config.class_balance, sampler=config.sampler)
-    train_data = make_dataset(train_images, train_labels, augment=True, seed=config.seed, **tiles)
-    val_data = make_dataset(val_images, val_labels, augment=False, seed=config.seed + 1, **tiles)
+        # (B, n, n, 1) float32 tiles, (B, m, m) int32 labels, (B, m, m) float32 weights; in 3-D (B, z, n, n, 1) ...
+        tiles = dict(tile_size=tile_shape(config), depth=config.depth, pool_sizes=config.pool_sizes,
+                     batch_size=config.batch_size, w0=config.w0, sigma=config.sigma, spacing=config.spacing,
+                     class_balance=config.class_balance, sampler=config.sampler)
+        train_data = make_dataset(train_images, train_labels, augment=True, seed=config.seed, **tiles)
+        val_data = make_dataset(val_images, val_labels, augment=False, seed=config.seed + 1, **tiles)
 
-    with strategy.scope():
-        model = build_unet(base_filters=config.base_filters, depth=config.depth, dropout=config.dropout,
-                           ndim=config.ndim, pool_sizes=config.pool_sizes, batch_norm=config.batch_norm)
-        decay_steps = config.epochs * config.steps_per_epoch if config.lr_schedule == "cosine" else None
-        compile_unet(model, optimizer=config.optimizer, learning_rate=config.learning_rate, momentum=config.momentum,
-                     decay_steps=decay_steps)
-    print(_device_summary(strategy), flush=True)
+        with strategy.scope():
+            model = build_unet(base_filters=config.base_filters, depth=config.depth, dropout=config.dropout,
+                               ndim=config.ndim, pool_sizes=config.pool_sizes, batch_norm=config.batch_norm)
+            decay_steps = config.epochs * config.steps_per_epoch if config.lr_schedule == "cosine" else None
+            compile_unet(model, optimizer=config.optimizer, learning_rate=config.learning_rate,
+                         momentum=config.momentum, decay_steps=decay_steps)
+        print(_device_summary(strategy), flush=True)
 
-    try:
-        history = model.fit(
-            train_data, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
-            validation_data=val_data, validation_steps=config.validation_steps,
-            callbacks=trainer_callbacks(config, out, val_images, val_labels) + list(callbacks),
-            verbose=config.verbose, shuffle=False,  # the tile stream is already random
-        )
-    except tf.errors.OpError as error:
-        failure = take_failure()
-        if failure is None:
-            raise
-        raise PipelineError(f"the training data pipeline failed: {type(failure).__name__}: {failure}") from error
-    if not (out / "model.keras").exists():  # no epoch improved on inf: keep the last one
-        with atomic_write(out / "model.keras") as tmp:
-            model.save(tmp)
+        try:
+            history = model.fit(
+                train_data, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
+                validation_data=val_data, validation_steps=config.validation_steps,
+                callbacks=trainer_callbacks(config, run.out, val_images, val_labels) + list(callbacks),
+                verbose=config.verbose, shuffle=False,  # the tile stream is already random
+            )
+        except tf.errors.OpError as error:
+            failure = take_failure()
+            if failure is None:
+                raise
+            raise PipelineError(f"the training data pipeline failed: {type(failure).__name__}: {failure}") from error
+        run.finish(model)  # model.keras, then the run marked finished
     return model, history
