@@ -34,8 +34,8 @@ from unet_ref.images import mirror_pad, normalize_image
 from unet_ref.masks import CELL_CLASS
 from unet_ref.sizes import margin, output_size, pool_factors, valid_input_size
 
-__all__ = ["predict_tiled", "predict_cells", "plan_tiles", "TilePlan", "choose_tile_size", "tile_bytes",
-           "check_memory", "DEFAULT_MEMORY_BUDGET"]
+__all__ = ["predict_tiled", "predict_cells", "plan_tiles", "TilePlan", "predict_padded", "choose_tile_size",
+           "tile_bytes", "check_memory", "DEFAULT_MEMORY_BUDGET"]
 
 # Activation memory allowed for one batch of tiles (bytes), an estimate from the base
 # filter count. 1 GiB lets the paper's network (64 base filters) take ~700 px tiles and
@@ -238,12 +238,13 @@ def _as_stack(image, ndim, in_channels, stack):
     return (image if stack else image[None]), stack
 
 
-def _predict_view(model, image, plan, out, batch, bar):
-    """Fill `out` (*S, n_classes) with the softmax of the model over `image` (*S, C): pad,
-    cut the tiles of `plan`, run them `batch` at a time, paste the output tiles."""
+def predict_padded(model, padded, plan, out, batch=1, bar=None):
+    """Fill `out` (*plan.shape, n_classes) with the softmax of the model over `padded`, the
+    normalised image (*S, C) with `plan.padding` of context around it (mirrored by
+    `predict_tiled`, read from the volume by `unet_ref.blockwise`): cut the tiles of `plan`,
+    run them `batch` at a time, paste the output tiles; `bar` (tqdm) counts them."""
     import keras
 
-    padded = mirror_pad(image, *zip(*plan.padding))
     origins = list(plan.origins())
     for start in range(0, len(origins), batch):
         chunk = origins[start:start + batch]
@@ -258,7 +259,8 @@ def _predict_view(model, image, plan, out, batch, bar):
             # same value from both tiles
             inside = tuple(slice(0, min(o + t, n) - o) for o, t, n in zip(origin, plan.output, plan.shape))
             out[tuple(slice(o, o + t) for o, t in zip(origin, plan.output))] = p[inside]
-        bar.update(len(chunk))
+        if bar is not None:
+            bar.update(len(chunk))
 
 
 def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, progress=None,
@@ -354,7 +356,7 @@ def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, p
             view = dihedral(img, k, flip, axes=plane)  # (*S', C)
             plan = plans[view.shape[:-1]]
             out = np.empty((*plan.shape, n_classes), np.float32) if tta else result[i]  # no copy without TTA
-            _predict_view(model, view, plan, out, batch, bar)
+            predict_padded(model, mirror_pad(view, *zip(*plan.padding)), plan, out, batch, bar)
             if tta:
                 result[i] += dihedral_inverse(out, k, flip, axes=plane)
     bar.close()
