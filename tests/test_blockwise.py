@@ -156,15 +156,25 @@ def _u_and_a_bar(shape=(64, 96)):
     return mask
 
 
-def test_2d_mask_weights_equal_the_whole_images_with_cells_joined_outside_a_blocks_context(client, tmp_path):
-    mask = _u_and_a_bar()
-    source = _zarr(tmp_path / "mask.zarr", mask, chunks=(64, 96))
-    for spacing in (None, (1.0, 0.6)):  # anisotropic: more px of context along x
-        out = tmp_path / f"w{spacing}.ome.zarr"
-        weight_map_blockwise(source, out, w0=10, sigma=2, spacing=spacing, block_size=(16, 12), client=client,
-                             progress=False)
-        whole = weight_map(mask, w0=10, sigma=2, spacing=spacing)
-        np.testing.assert_allclose(_result(out), whole, rtol=1e-6, atol=0)
+def _two_bars_14_px_apart():
+    """With blocks 12 px wide and spacing 0.6 along x, the px at x = 23 (the last of a block)
+    has one bar 1 px away and the other 14 px away: 9 units, within the border term's reach
+    (12 units for sigma 2), but beyond 12 / 0.6 = 20 px only if the reach is not converted
+    from units to px along x."""
+    mask = np.zeros((32, 60), np.uint8)
+    mask[:, 14:23] = mask[:, 37:46] = 255
+    return mask
+
+
+@pytest.mark.parametrize("mask, spacing", [(_u_and_a_bar(), None), (_u_and_a_bar(), (1.0, 0.6)),
+                                           (_two_bars_14_px_apart(), (1.0, 0.6))], ids=["u", "u-aniso", "bars-aniso"])
+def test_2d_mask_weights_equal_the_whole_images_with_cells_joined_outside_a_blocks_context(client, tmp_path, mask,
+                                                                                          spacing):
+    source = _zarr(tmp_path / "mask.zarr", mask, chunks=mask.shape)
+    weight_map_blockwise(source, tmp_path / "w.ome.zarr", w0=10, sigma=2, spacing=spacing, block_size=(16, 12),
+                         client=client, progress=False)
+    whole = weight_map(mask, w0=10, sigma=2, spacing=spacing)
+    np.testing.assert_allclose(_result(tmp_path / "w.ome.zarr"), whole, rtol=1e-6, atol=0)
 
 
 def test_3d_instance_weights_take_the_spacing_from_the_ome_zarr_scale(client, tmp_path):
