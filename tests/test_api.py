@@ -19,3 +19,11 @@ def test_weight_map_does_not_import_tensorflow():
     code = "import sys, numpy as np, unet_ref; unet_ref.weight_map(np.eye(8, dtype=bool)); unet_ref.output_size(572); print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_package_and_the_command_line_do_not_import_the_zarr_extra():
+    # dask, zarr and ome-zarr are an optional extra: only a zarr input loads them
+    code = ("import sys, unet_ref, unet_ref.cli; unet_ref.cli.build_parser(); "
+            "print(sorted(m for m in ('dask', 'distributed', 'zarr', 'ome_zarr') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -28,6 +28,7 @@ _EXPORTS = {
 _SUBMODULES = {
     "reference", "sizes", "images", "weights", "model", "loss", "synthetic", "datasets",
     "augment", "pipeline", "tiling", "train", "evaluate", "challenge", "plots", "cli", "demo",
+    "omezarr", "blockwise",  # the zarr extra
 }
 
 __all__ = sorted(_EXPORTS) + ["reference"]

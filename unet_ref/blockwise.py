@@ -69,8 +69,8 @@ def block_grid(shape, block):
     """The blocks of `block` px per axis that cut an array of `shape` (the last ones
     ragged): a list of (index, slices) in reading order.
 
-    >>> block_grid((5, 3), (2, 3))
-    [((0, 0), (slice(0, 2, None), slice(0, 3, None))), ((1, 0), (slice(2, 4, None), slice(0, 3, None))), ((2, 0), (slice(4, 5, None), slice(0, 3, None)))]
+    >>> [index for index, _ in block_grid((5, 3), (2, 3))], block_grid((5, 3), (2, 3))[-1][1]
+    ([(0, 0), (1, 0), (2, 0)], (slice(4, 5, None), slice(0, 3, None)))
     """
     counts = [math.ceil(n / b) for n, b in zip(shape, block)]
     return [(index, tuple(slice(i * b, min((i + 1) * b, n)) for i, b, n in zip(index, block, shape)))
@@ -82,8 +82,9 @@ def _check_block(block_size, ndim, grid=None):
     block = tuple(check_int(b, "block_size", minimum=1) for b in per_axis(block_size, ndim, "block_size"))
     for b, g in zip(block, grid or (1,) * ndim):
         if b % g:
+            below, above = max(g, b - b % g), b - b % g + g
             raise ValueError(f"block_size {b} is not a multiple of the network's pooling grid ({g} px), so blocks "
-                             f"would pool other voxels than the whole volume; use {max(g, b // g * g)} or {b // g * g + g}")
+                             f"would pool other voxels than the whole volume; use {below} or {above}")
     return block
 
 
@@ -116,40 +117,41 @@ def dask_client(workers=None, scheduler=None, *, memory_limit="auto", dashboard=
     (default: dask's distributed.comm.timeouts.connect)."""
     if scheduler is not None:
         try:
-            client = distributed.Client(scheduler, timeout=timeout) if timeout else distributed.Client(scheduler)
+            client = distributed.Client(scheduler, **({"timeout": timeout} if timeout else {}))
         except Exception as error:  # OSError, TimeoutError, ValueError for a malformed address
             raise ConnectionError(f"scheduler {scheduler}: cannot connect ({type(error).__name__}: {error})") from None
         with client:
             yield client
         return
     workers = _available_cores() if workers is None else check_int(workers, "workers", minimum=1)
-    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address="127.0.0.1:8787" if dashboard else None,
-                                  memory_limit=memory_limit, silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as client:
+    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                       dashboard_address="127.0.0.1:8787" if dashboard else None,
+                                       memory_limit=memory_limit, silence_logs=logging.ERROR)
+    with cluster, distributed.Client(cluster) as client:
         yield client
 
 
-def _task_threads(client):
-    """{host: cores per dask thread on that host}: each task's share of its machine."""
-    threads = collections.Counter()
+def _host_tasks(client):
+    """{host: how many tasks its workers run at once (their dask threads)}."""
+    tasks = collections.Counter()
     for worker in client.scheduler_info(n_workers=-1)["workers"].values():
-        threads[worker["host"]] += worker["nthreads"]
-    return {host: n for host, n in threads.items()}
+        tasks[worker["host"]] += worker["nthreads"]
+    return dict(tasks)
 
 
-def _my_threads(task_threads, worker=None):
-    """This worker's share of cores for one of its tasks."""
+def _task_cores(host_tasks, worker=None):
+    """Cores for one task of this worker: its machine's cores shared by the tasks that run
+    on the machine at once, so that the workers do not oversubscribe it."""
     worker = worker or distributed.get_worker()
-    host = distributed.comm.get_address_host(worker.address)
-    return max(1, _available_cores() // task_threads.get(host, 1))
+    return max(1, _available_cores() // host_tasks.get(distributed.comm.get_address_host(worker.address), 1))
 
 
 class _ModelPlugin(distributed.WorkerPlugin):
     """Loads the model from its .keras bytes once per worker process, after giving
     TensorFlow the worker's share of the cores."""
 
-    def __init__(self, data, task_threads):
-        self.data, self.task_threads, self.model = data, task_threads, None
+    def __init__(self, data, host_tasks):
+        self.data, self.host_tasks, self.model = data, host_tasks, None
 
     def setup(self, worker):
         from unet_ref.cli import _import_tensorflow_quietly
@@ -158,7 +160,7 @@ class _ModelPlugin(distributed.WorkerPlugin):
         _import_tensorflow_quietly()  # one line per error, not TensorFlow's start-up chatter from every worker
         import tensorflow as tf
 
-        threads = _my_threads(self.task_threads, worker) * worker.state.nthreads
+        threads = _task_cores(self.host_tasks, worker) * worker.state.nthreads
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -195,7 +197,8 @@ class _Job:
             raise FileExistsError(f"out {out} exists: choose another out or delete it")
         if (self.dir / "job.json").exists():
             previous = read_json(self.dir / "job.json")
-            changed = sorted(k for k in self.settings.keys() | previous.keys() if previous.get(k) != self.settings.get(k))
+            changed = sorted(k for k in self.settings.keys() | previous.keys()
+                             if previous.get(k) != self.settings.get(k))
             if changed:
                 raise ValueError(f"{self.dir} holds an interrupted job with other settings ({', '.join(changed)} "
                                  f"changed): run the same command again to finish it, or delete {self.dir}")
@@ -302,11 +305,12 @@ def predict_blockwise(model, source, out, *, block_size=None, tile_size=None, ba
 
     Notes
     -----
-    Bitwise equal to `predict_tiled` on the whole image with the same tile size and batch
-    size 1 when the block size is a multiple of the tile's stride (every tile is then the
-    same tile, predicted alone); otherwise within float32 rounding (a few 1e-7), as between
-    two tile sizes: oneDNN's convolutions round differently for other tile shapes and batch
-    sizes. Intensities are normalised per voxel (`normalize_image`), never per block.
+    When the block size is a multiple of the tile's stride, every tile is a tile of
+    `predict_tiled` on the whole image with the same tile size: bitwise equal to it with
+    batch size 1 and as many TensorFlow threads (a worker's share of its cores). Otherwise
+    the same values within float32 rounding (a few 1e-7), as between two tile sizes:
+    oneDNN's convolutions round differently for other tile shapes, batch sizes and thread
+    counts. Intensities are normalised per voxel (`normalize_image`), never per block.
     """
     from unet_ref.runs import load_run
     from unet_ref.tiling import (DEFAULT_MEMORY_BUDGET, _check_tile, _model_geometry, choose_tile_size, plan_tiles,
@@ -342,7 +346,7 @@ def predict_blockwise(model, source, out, *, block_size=None, tile_size=None, ba
         if not job.result.exists():
             create_image(job.result, image, block, name="P(cell)")
         name = f"unet_ref-model-{settings['model'][:16]}"
-        client.register_plugin(_ModelPlugin(data, _task_threads(client)), name=name)
+        client.register_plugin(_ModelPlugin(data, _host_tasks(client)), name=name)
         try:
             _run(client, job, "predict", _predict_block, block_grid(image.spatial_shape, block), progress,
                  image=image, target=str(job.result / "0"), tile=tile, pool_sizes=pool_sizes, batch=batch,
@@ -386,7 +390,8 @@ def _blocks_within(region, block):
     cut to the region."""
     ranges = [range(r.start // b, (r.stop - 1) // b + 1) for r, b in zip(region, block)]
     for index in itertools.product(*ranges):
-        yield index, tuple(slice(max(r.start, i * b), min(r.stop, (i + 1) * b)) for i, r, b in zip(index, region, block))
+        yield index, tuple(slice(max(r.start, i * b), min(r.stop, (i + 1) * b))
+                           for i, r, b in zip(index, region, block))
 
 
 def _read_cells(cells, region, block, offsets, mapping):
@@ -448,8 +453,7 @@ def _merged_ids(pairs, n):
     return connected_components(graph, directed=False)[1].astype(np.int64)  # node 0 is component 0
 
 
-def _weight_block(index, block, marker, *, image, target, cells, size, offsets, mapping, reach, options,
-                  task_threads):
+def _weight_block(index, block, marker, *, image, target, cells, size, offsets, mapping, reach, options, host_tasks):
     """One task: read the block's labels plus `reach` px of context (clipped at the
     volume's borders: the weight map has no mirror), compute the weight map of the block,
     write it, mark it done."""
@@ -459,7 +463,7 @@ def _weight_block(index, block, marker, *, image, target, cells, size, offsets, 
     else:
         labels = _read_cells(zarr.open_array(cells, mode="r"), region, size, offsets, mapping)
     window = tuple(slice(b.start - r.start, b.stop - r.start) for b, r in zip(block, region))
-    w = weight_map(labels=labels, window=window, num_threads=_my_threads(task_threads), **options)
+    w = weight_map(labels=labels, window=window, num_threads=_task_cores(host_tasks), **options)
     zarr.open_array(target, mode="r+")[block] = w
     write_json(marker, {})
     return index, {}
@@ -544,6 +548,6 @@ def weight_map_blockwise(source, out, *, w0=10.0, sigma=5.0, instances=False, th
         options = dict(w0=w0, sigma=sigma, spacing=spacing, class_weights=wc)
         _run(client, job, "weights", _weight_block, blocks, progress, image=image, target=str(job.result / "0"),
              cells=cells, size=block, offsets=offsets, mapping=mapping, reach=reach, options=options,
-             task_threads=_task_threads(client))
+             host_tasks=_host_tasks(client))
     job.finish()
     return str(out)

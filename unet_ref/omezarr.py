@@ -108,7 +108,8 @@ def open_image(path, name="input"):
         level = os.path.join(path, multiscales.datasets[0])
         array = zarr.open_array(level, mode="r")
         transforms = (node.metadata.get("coordinateTransformations") or [None])[0]
-        image = ZarrImage(level, array.shape, array.dtype, tuple(node.metadata["axes"]), tuple(transforms or ()) or None)
+        image = ZarrImage(level, array.shape, array.dtype, tuple(node.metadata["axes"]),
+                          tuple(transforms or ()) or None)
     other = [a["name"] for a in image.axes if a.get("type") not in ("space", "channel")]
     channels = [a["name"] for a in image.axes if a.get("type") == "channel"]
     if other or len(channels) > 1 or len(image.spatial) not in SPATIAL_NAMES:
