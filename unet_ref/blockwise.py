@@ -69,8 +69,9 @@ def block_grid(shape, block):
     """The blocks of `block` px per axis that cut an array of `shape` (the last ones
     ragged): a list of (index, slices) in reading order.
 
-    >>> [index for index, _ in block_grid((5, 3), (2, 3))], block_grid((5, 3), (2, 3))[-1][1]
-    ([(0, 0), (1, 0), (2, 0)], (slice(4, 5, None), slice(0, 3, None)))
+    >>> *_, (index, slices) = block_grid((5, 3), (2, 3))
+    >>> index, slices
+    ((2, 0), (slice(4, 5, None), slice(0, 3, None)))
     """
     counts = [math.ceil(n / b) for n, b in zip(shape, block)]
     return [(index, tuple(slice(i * b, min((i + 1) * b, n)) for i, b, n in zip(index, block, shape)))
