@@ -133,6 +133,7 @@ def _peak_mb():
     return peak
 
 
+@pytest.mark.timeout(3600)
 @pytest.mark.skipif(os.environ.get("UNET_REF_BENCH_MEMORY") != "1", reason="minutes long: UNET_REF_BENCH_MEMORY=1")
 @pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="VmHWM and clear_refs are Linux's")
 def test_a_workers_peak_memory_follows_the_block_not_the_volume(tmp_path):

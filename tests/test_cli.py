@@ -323,7 +323,7 @@ def test_predict_and_weightmap_of_zarr_volumes_on_two_local_workers_equal_the_li
     write_image(volume, str(tmp_path / "volume.ome.zarr"), axes="zyx", scale={"z": 3.0, "y": 1.0, "x": 1.0},
                 scale_factors=())
     result = run("predict", tmp_path / "unet3d.keras", tmp_path / "volume.ome.zarr", "--out", tmp_path / "p.ome.zarr",
-                 "--workers", 2, "--block-size", 4, 16, 16)
+                 "--workers", 2)  # one block: test_blockwise.py holds many blocks equal to the whole
     assert result.returncode == 0, result.stderr
     np.testing.assert_allclose(zarr.open_array(tmp_path / "p.ome.zarr" / "0")[:], predict_tiled(model, volume)[..., 1],
                                atol=1e-6)
