@@ -132,7 +132,7 @@ def test_3d_ome_zarr_with_channels_and_anisotropic_pooling_equals_predict_tiled_
     assert node.data[0].shape == (13, 37, 41) and node.data[0].chunksize == (4, 12, 16)
 
 
-def test_block_sizes_off_the_pooling_grid_or_not_positive_are_refused(client, unet2d, tmp_path):
+def test_block_sizes_off_the_pooling_grid_or_not_positive_and_invalid_tiles_are_refused(client, unet2d, tmp_path):
     _, model_file = unet2d
     source = _zarr(tmp_path / "image.zarr", np.zeros((40, 40), np.uint8), chunks=(40, 40))
     for size, message in ((30, "block_size 30 is not a multiple of the network's pooling grid (4 px)"),
@@ -140,6 +140,8 @@ def test_block_sizes_off_the_pooling_grid_or_not_positive_are_refused(client, un
                           (8.5, "block_size must be an integer")):
         with pytest.raises((ValueError, TypeError), match=message.replace("(", r"\(").replace(")", r"\)")):
             predict_blockwise(model_file, source, tmp_path / "p.ome.zarr", block_size=size, client=client)
+    with pytest.raises(ValueError, match="input size 91 on axis 0 is not valid .* nearest valid input sizes are 88 or 92"):
+        predict_blockwise(model_file, source, tmp_path / "p.ome.zarr", tile_size=91, client=client)
     assert not list(tmp_path.glob("p.ome.zarr*"))
 
 

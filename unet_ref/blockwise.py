@@ -270,7 +270,7 @@ def _model_file(model):
     return path / "model.keras" if path.is_dir() else path
 
 
-def predict_blockwise(model, source, out, *, block_size=None, tile_size=None, batch_size=None, client=None,
+def predict_blockwise(model, source, out, *, block_size=None, tile_size=None, batch_size=1, client=None,
                       progress=None):
     """P(cell) of a zarr / OME-Zarr image, predicted block by block on a Dask cluster and
     written as an OME-Zarr image: equal to ``predict_tiled(model, image)[..., 1]`` on the
@@ -292,8 +292,9 @@ def predict_blockwise(model, source, out, *, block_size=None, tile_size=None, ba
     tile_size : int or tuple of int, optional
         As in `predict_tiled` (default: the run's, else the largest that fits the memory
         budget).
-    batch_size : int, optional
-        Tiles per forward pass (default: as many as fit the memory budget).
+    batch_size : int
+        Tiles per forward pass (default 1: the workers are the parallelism, and one tile
+        at a time bounds a worker's memory).
     client : distributed.Client or dask_client(...), optional
         The cluster to run on, or a `dask_client` context, started once the arguments are
         checked; default: a local cluster for this call.
@@ -313,31 +314,35 @@ def predict_blockwise(model, source, out, *, block_size=None, tile_size=None, ba
     oneDNN's convolutions round differently for other tile shapes, batch sizes and thread
     counts. Intensities are normalised per voxel (`normalize_image`), never per block.
     """
+    from unet_ref.model import unet_pool_sizes
     from unet_ref.runs import load_run
-    from unet_ref.tiling import (DEFAULT_MEMORY_BUDGET, _check_tile, _model_geometry, choose_tile_size, plan_tiles,
-                                 tile_bytes)
+    from unet_ref.sizes import output_size
+    from unet_ref.tiling import choose_tile_size, plan_tiles
 
     image = open_image(source, "source")
     keras_model, config = load_run(model)
-    ndim, depth, in_channels, n_classes, base_filters, pools = _model_geometry(keras_model)
+    ndim, in_channels = len(keras_model.input_shape) - 2, keras_model.input_shape[-1]
+    pool_sizes = unet_pool_sizes(keras_model)  # per level, one factor per axis
     if len(image.spatial) != ndim:
         raise ValueError(f"source {source} has {len(image.spatial)} spatial axes; this model predicts {ndim}-D images")
     channels = 1 if image.channel is None else image.shape[image.channel]
     if channels != in_channels:
         raise ValueError(f"source {source} has {channels} channel(s) but the model takes {in_channels}")
-    grid = tuple(math.prod(p) for p in pools)
-    pool_sizes = tuple(zip(*pools))  # per level, for plan_tiles
+    grid = tuple(math.prod(p) for p in zip(*pool_sizes)) if pool_sizes else (1,) * ndim  # per axis
     target = [min(DEFAULT_BLOCK[ndim], n) for n in image.spatial_shape]
     block = _check_block(block_size, ndim, grid) if block_size is not None else None
     tile_size = tile_size or (config.predict_tile_size if config else None)
-    tile = (_check_tile(tile_size, depth, ndim, pools) if tile_size
-            else choose_tile_size(keras_model, *(block or target)))
+    if tile_size:
+        tile = tuple(check_int(t, "tile_size", minimum=1) for t in per_axis(tile_size, ndim, "tile_size"))
+        output_size(tile, pool_sizes=pool_sizes)  # a ValueError naming the nearest valid sizes
+    else:
+        tile = choose_tile_size(keras_model, *(block or target))
+    stride = plan_tiles(target, tile, pool_sizes=pool_sizes).stride
+    if 0 in stride:
+        raise ValueError(f"tile_size {tile} is too small: its output is narrower than the pooling grid {grid}")
     if block is None:  # whole tiles: every block's tiles are the whole image's
-        stride = plan_tiles(target, tile, pool_sizes=pool_sizes).stride
         block = tuple(s * max(1, round(t / s)) for s, t in zip(stride, target))
-    per_block = plan_tiles(block, tile, pool_sizes=pool_sizes).n_tiles
-    batch = (check_int(batch_size, "batch_size", minimum=1) if batch_size is not None else
-             max(1, min(DEFAULT_MEMORY_BUDGET // tile_bytes(tile, base_filters, in_channels), per_block)))
+    batch = check_int(batch_size, "batch_size", minimum=1)
     data = _model_file(model).read_bytes()
     settings = dict(command="predict", source=os.path.realpath(source), shape=image.shape, dtype=str(image.dtype),
                     model=hashlib.sha256(data).hexdigest(), block=block, tile=tile, batch=batch)

@@ -158,7 +158,7 @@ def cmd_predict(args):
         if args.tta:
             raise UserError("--tta is not available for zarr inputs, which are predicted block by block")
         blockwise.predict_blockwise(args.model, args.inputs[0], args.out, block_size=_block_size(args),
-                                    tile_size=args.tile_size, batch_size=args.batch_size, client=cluster)
+                                    tile_size=args.tile_size, batch_size=args.batch_size or 1, client=cluster)
         print(f"{args.inputs[0]} -> {args.out} (P(cell), OME-Zarr)")
         return
     out = _output_folder(args.out)
