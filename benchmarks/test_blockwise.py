@@ -21,6 +21,7 @@ than a worker's memory take minutes to write and to process on 2 cores. Off by d
 """
 import os
 import shutil
+import sys
 import time
 
 import numpy as np
@@ -29,6 +30,7 @@ import pytest
 keras = pytest.importorskip("keras")
 pytest.importorskip("distributed")
 
+import cloudpickle  # noqa: E402  (comes with distributed)
 import zarr  # noqa: E402
 
 from unet_ref.blockwise import dask_client, predict_blockwise, weight_map_blockwise  # noqa: E402
@@ -138,6 +140,7 @@ def _peak_mb():
 @pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="VmHWM and clear_refs are Linux's")
 @pytest.mark.parametrize("job", ["predict", "weightmap"])
 def test_a_workers_peak_memory_follows_the_block_not_the_volume(tmp_path, job):
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers must not import this module (and TensorFlow)
     keras.utils.set_random_seed(0)
     build_unet(base_filters=2, depth=1, dropout=0.0).save(tmp_path / "tiny.keras")
     limit, shapes = {  # memory limit per worker, volume sizes: every volume is larger than a worker may hold
@@ -154,7 +157,8 @@ def test_a_workers_peak_memory_follows_the_block_not_the_volume(tmp_path, job):
                     volume[y:y + 1024] = np.random.default_rng(y).random((min(1024, shape[0] - y), shape[1]),
                                                                          dtype=np.float32)
             else:
-                volume = zarr.create_array(source, shape=shape, chunks=(64, 1024, 1024), dtype="uint16")
+                # chunks no larger than a block: a task decompresses every chunk its region meets
+                volume = zarr.create_array(source, shape=shape, chunks=(64, 256, 256), dtype="uint16")
                 for z in range(0, shape[0], 64):
                     volume[z:z + 64] = _cells((64, 1024, 1024), seed=z, count=4000)
             workers = set(client.scheduler_info(n_workers=-1)["workers"])
