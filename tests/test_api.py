@@ -67,3 +67,11 @@ def test_no_module_of_the_package_imports_one_that_imports_it_back():
 
     cycles = [cycle for cycle in map(cycle_from, sorted(graph)) if cycle]
     assert not cycles, " ; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_package_and_the_command_line_do_not_import_the_zarr_extra():
+    # dask, zarr and ome-zarr are an optional extra: only a zarr input loads them
+    code = ("import sys, unet_ref, unet_ref.cli; unet_ref.cli.build_parser(); "
+            "print(sorted(m for m in ('dask', 'distributed', 'zarr', 'ome_zarr') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

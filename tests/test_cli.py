@@ -14,9 +14,10 @@ from skimage import io
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def run(*args, cwd=None):
-    """Run `unet-ref ARGS` in a fresh interpreter; -> CompletedProcess (text)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+def run(*args, cwd=None, **environment):
+    """Run `unet-ref ARGS` in a fresh interpreter (with extra `environment` variables);
+    -> CompletedProcess (text)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", **environment)
     return subprocess.run(
         [sys.executable, "-m", "unet_ref.cli", *map(str, args)],
         capture_output=True, text=True, env=env, cwd=cwd or ROOT, timeout=300,
@@ -439,3 +440,77 @@ def test_predict_reads_images_by_the_runs_intensity_rule_and_its_hint_makes_a_fi
     assert main(["predict", str(tiny_run), str(tmp_path / "wide.npy"), "--out", str(tmp_path / "q"),
                  "--normalize", hinted]) == 0
     assert (tmp_path / "q" / "wide_prob.tif").exists()
+
+
+def test_predict_and_weightmap_of_zarr_volumes_on_two_local_workers_equal_the_library(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    import keras
+    from ome_zarr.writer import write_image
+
+    from unet_ref.model import build_unet
+    from unet_ref.tiling import predict_tiled
+    from unet_ref.weights import weight_map
+
+    keras.utils.set_random_seed(0)
+    model = build_unet(base_filters=2, depth=1, ndim=3)
+    model.save(tmp_path / "unet3d.keras")
+    volume = np.random.default_rng(0).integers(0, 256, (9, 30, 34), dtype=np.uint8)
+    write_image(volume, str(tmp_path / "volume.ome.zarr"), axes="zyx", scale={"z": 3.0, "y": 1.0, "x": 1.0},
+                scale_factors=())
+    result = run("predict", tmp_path / "unet3d.keras", tmp_path / "volume.ome.zarr", "--out", tmp_path / "p.ome.zarr",
+                 "--workers", 2)  # one block: test_blockwise.py holds many blocks equal to the whole
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(zarr.open_array(tmp_path / "p.ome.zarr" / "0")[:], predict_tiled(model, volume)[..., 1],
+                               atol=1e-6)
+
+    labels = np.zeros((9, 30, 34), np.uint16)
+    labels[1:8, 2:14, 3:30], labels[1:8, 15:28, 3:16], labels[2:9, 15:28, 17:31] = 5, 300, 9
+    zarr.create_array(tmp_path / "labels.zarr", data=labels, chunks=(9, 30, 34))  # a plain zarr array
+    result = run("weightmap", tmp_path / "labels.zarr", "--instances", "--spacing", 3, 1, 1, "--out",
+                 tmp_path / "w.ome.zarr", "--workers", 2, "--block-size", 4, 10, 10, "--quiet")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(zarr.open_array(tmp_path / "w.ome.zarr" / "0")[:],
+                               weight_map(labels=labels, spacing=(3, 1, 1)), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("{tmp}/missing.zarr",), "labels {tmp}/missing.zarr does not exist"),
+        (("{tmp}/four.zarr",), "expected 2 or 3 spatial axes"),
+        (("{tmp}/mask.zarr", "--block-size", 8, 0), "--block-size must be an integer >= 1, got 0"),
+        (("{tmp}/mask.zarr", "--workers", 0), "--workers must be an integer >= 1, got 0"),
+        (("{tmp}/mask.zarr", "--scheduler", "tcp://127.0.0.1:9"), "scheduler tcp://127.0.0.1:9: cannot connect"),
+        (("{tmp}/mask.zarr", "{tmp}/four.zarr"), "give one zarr input at a time, got 2 inputs"),
+    ],
+)
+def test_bad_zarr_input_gives_one_line_naming_the_argument(tmp_path, args, message):
+    zarr = pytest.importorskip("zarr")
+    zarr.create_array(tmp_path / "four.zarr", data=np.zeros((2, 3, 4, 5), np.uint8))
+    zarr.create_array(tmp_path / "mask.zarr", data=_two_cells())
+    result = run("weightmap", *(a.format(tmp=tmp_path) if isinstance(a, str) else a for a in args),
+                 "--out", tmp_path / "w.ome.zarr", DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="2s")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and message.format(tmp=tmp_path) in lines[0], result.stderr
+    assert not list(tmp_path.glob("w.ome.zarr*"))  # nothing written
+
+
+def test_zarr_output_never_overwrites_its_input(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    zarr.create_array(tmp_path / "mask.zarr", data=_two_cells())
+    result = run("weightmap", tmp_path / "mask.zarr", "--out", tmp_path / "mask.zarr")
+    assert result.returncode == 2 and "would write over the input" in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.zarr"]
+
+
+def test_without_the_zarr_extra_a_zarr_input_says_which_extra_to_install(tmp_path):
+    missing = tmp_path / "no_extra" / "zarr"
+    missing.mkdir(parents=True)
+    (missing / "__init__.py").write_text("raise ImportError(\"No module named 'zarr'\", name='zarr')\n")
+    (tmp_path / "mask.zarr").mkdir()
+    env = {"PYTHONPATH": f"{tmp_path / 'no_extra'}{os.pathsep}{ROOT}"}
+    result = subprocess.run([sys.executable, "-m", "unet_ref.cli", "weightmap", str(tmp_path / "mask.zarr"), "--out",
+                             str(tmp_path / "w.zarr")], capture_output=True, text=True, env=dict(os.environ, **env),
+                            timeout=300)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and 'pip install -e ".[zarr]"' in lines[0], result.stderr

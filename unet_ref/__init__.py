@@ -29,7 +29,8 @@ _EXPORTS = {
 _SUBMODULES = {
     "reference", "sizes", "images", "weights", "model", "loss", "synthetic", "datasets", "augment", "tiles",
     "pipeline", "tiling", "config", "train", "evaluate", "challenge", "plots", "cli", "demo", "one_pass", "fast",
-    "masks", "checks", "settings", "memory", "files", "runs", "callbacks",
+    "masks", "checks", "settings", "memory", "devices", "files", "runs", "callbacks",
+    "omezarr", "blockwise",  # the zarr extra
 }
 
 __all__ = sorted(_EXPORTS) + ["reference"]

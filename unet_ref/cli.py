@@ -18,6 +18,7 @@ import sys
 import textwrap
 
 from unet_ref.datasets import image_files, read_images
+from unet_ref.devices import import_tensorflow_quietly
 from unet_ref.pipeline import PipelineError
 
 __all__ = ["main", "build_parser", "UserError"]
@@ -25,26 +26,6 @@ __all__ = ["main", "build_parser", "UserError"]
 
 class UserError(Exception):
     """A problem with the user's input: printed as one line, exit code 2."""
-
-
-def _import_tensorflow_quietly():
-    """Import TensorFlow and set up its devices with their C++ start-up chatter (oneDNN and
-    absl notices, the CUDA probe's "failed call to cuInit" on a machine without a GPU) sent
-    to /dev/null: TF_CPP_MIN_LOG_LEVEL no longer silences it, and an error of ours should be
-    the only line a user sees. `unet-ref train` says which devices it found."""
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow
-
-            tensorflow.config.list_logical_devices()  # the device set-up, where the CUDA probe logs
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _model_and_settings(model_path, tile_size=None, normalize=None):
@@ -72,6 +53,37 @@ def _normalized(images, rule, what="input"):
     return [(name, normalize_image(image, f"{what} {name}", normalize=rule)) for name, image in images]
 
 
+def _is_zarr(path):
+    """A zarr array or OME-Zarr image (by its suffix or metadata file): read and written
+    block by block (`unet_ref.blockwise`)."""
+    path = str(path).rstrip("/")
+    return path.endswith(".zarr") or any(os.path.isfile(os.path.join(path, name))
+                                         for name in ("zarr.json", ".zarray", ".zgroup"))
+
+
+def _blockwise(args, inputs):
+    """Check the blockwise options, then -> (unet_ref.blockwise, a dask client context that
+    the blockwise function starts once it has checked its arguments)."""
+    from unet_ref.checks import check_int
+
+    if len(inputs) != 1:
+        raise UserError(f"give one zarr input at a time, got {len(inputs)} inputs")
+    if args.workers is not None:
+        check_int(args.workers, "--workers", minimum=1)
+    for size in args.block_size or ():
+        check_int(size, "--block-size", minimum=1)
+    try:
+        from unet_ref import blockwise
+    except ImportError as error:  # the zarr extra is missing: its one line says what to install
+        raise UserError(str(error)) from error
+    return blockwise, blockwise.dask_client(args.workers, args.scheduler, memory_limit=args.memory_limit,
+                                            dashboard=args.dashboard)
+
+
+def _block_size(args):
+    return None if not args.block_size else args.block_size[0] if len(args.block_size) == 1 else tuple(args.block_size)
+
+
 def _output_folder(out):
     """--out as a Path: a folder (made when needed), never an existing file or empty text."""
     from unet_ref.files import output_folder
@@ -91,6 +103,13 @@ def cmd_weightmap(args):
     from unet_ref.plots import save_colormapped
     from unet_ref.weights import weight_map
 
+    if any(map(_is_zarr, args.labels)):
+        blockwise, cluster = _blockwise(args, args.labels)
+        blockwise.weight_map_blockwise(args.labels[0], args.out, w0=args.w0, sigma=args.sigma, instances=args.instances,
+                                       threshold=args.threshold, spacing=args.spacing, block_size=_block_size(args),
+                                       client=cluster, progress=not args.quiet)
+        print(f"wrote the weight map of {args.labels[0]} to {args.out}")
+        return
     out = _output_folder(args.out)
     ndim = len(args.spacing) if args.spacing else 2
     if ndim not in (2, 3):
@@ -136,7 +155,7 @@ def cmd_train(args):
         out = _output_folder(config.out)
         refuse_overwriting([out / name for name in ("config.json", "state.json", *RUN_FILES)], inputs)
     if not args.debug:
-        _import_tensorflow_quietly()
+        import_tensorflow_quietly()
     train.train(config)
 
 
@@ -145,6 +164,15 @@ def cmd_predict(args):
     from unet_ref.files import refuse_overwriting, write_array
     from unet_ref.tiling import predict_cells
 
+    if any(map(_is_zarr, args.inputs)):
+        blockwise, cluster = _blockwise(args, args.inputs)
+        if args.tta:
+            raise UserError("--tta is not available for zarr inputs, which are predicted block by block")
+        blockwise.predict_blockwise(args.model, args.inputs[0], args.out, block_size=_block_size(args),
+                                    tile_size=args.tile_size, batch_size=args.batch_size or 1, normalize=args.normalize,
+                                    client=cluster)
+        print(f"{args.inputs[0]} -> {args.out} (P(cell), OME-Zarr)")
+        return
     out = _output_folder(args.out)
     threshold = check_threshold(args.threshold, "--threshold")
     model, tile_size, rule, model_files = _model_and_settings(args.model, args.tile_size, args.normalize)
@@ -232,6 +260,19 @@ def cmd_bench(args):
 
 
 # --- the parser ----------------------------------------------------------------------------
+
+
+def _add_blockwise_arguments(parser):
+    group = parser.add_argument_group("zarr inputs (larger than memory, block by block on Dask; the zarr extra)")
+    group.add_argument("--workers", type=int, default=None, help="worker processes of a local Dask cluster (default: "
+                                                                 "one per core)")
+    group.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask scheduler at ADDRESS instead (e.g. "
+                                                              "tcp://10.0.0.5:8786); its workers must see the paths")
+    group.add_argument("--block-size", type=int, nargs="+", metavar="N",
+                       help="output px per block: one N or one per axis (default: 2048 in 2-D, 256 in 3-D)")
+    group.add_argument("--memory-limit", default="auto", help="memory per local worker, e.g. 4GB (default: an equal "
+                                                              "share)")
+    group.add_argument("--dashboard", action="store_true", help="serve Dask's dashboard at 127.0.0.1:8787")
 
 
 def _examples(text):
@@ -324,10 +365,12 @@ def build_parser():
                        epilog=_examples("""
                            unet-ref predict runs/isbi image.png --out pred/
                            unet-ref predict runs/isbi/model.keras slices/ stack.tif --out pred/ --tta
+                           unet-ref predict runs/3d volume.ome.zarr --out pred.ome.zarr --workers 2
                        """))
     p.add_argument("model", metavar="MODEL", help="a training run folder (with config.json) or a .keras file")
-    p.add_argument("inputs", metavar="INPUT", nargs="+", help="image files, folders or TIFF stacks")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("inputs", metavar="INPUT", nargs="+", help="image files, folders or TIFF stacks; or one zarr array "
+                                                              "or OME-Zarr image (then --out is the OME-Zarr P(cell))")
+    p.add_argument("--out", required=True, help="output folder (for a zarr INPUT: the OME-Zarr image to write)")
     p.add_argument("--tile-size", type=int, default=None, help="network input tile size (default: from the run's config)")
     p.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass (default: as many as fit in 1 GiB)")
     p.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations")
@@ -335,6 +378,7 @@ def build_parser():
     p.add_argument("--normalize", type=_argument_type(parse_normalize), metavar="RULE", default=None,
                    help="intensity rule of the images, %s (unet_ref.images; default: the run's, from its "
                         "config.json, else dtype)" % NORMALIZE_HELP)
+    _add_blockwise_arguments(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", formatter_class=formatter, help="pixel error, adapted Rand error, VI",
@@ -375,9 +419,11 @@ def build_parser():
                            unet-ref weightmap ../shared/data/isbi2012/train/label --out weights/ --png
                            unet-ref weightmap cells.tif --instances --format tiff --w0 10 --sigma 5 --out weights/
                            unet-ref weightmap nuclei_stack.tif --instances --spacing 3 1 1 --format tiff --out w3d/
+                           unet-ref weightmap labels.ome.zarr --instances --out w.ome.zarr --workers 2
                        """))
-    p.add_argument("labels", metavar="LABELS", nargs="+", help="label files or folders")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("labels", metavar="LABELS", nargs="+", help="label files or folders; or one zarr array or OME-Zarr "
+                                                               "image (its scale is the default --spacing)")
+    p.add_argument("--out", required=True, help="output folder (for a zarr LABELS: the OME-Zarr image to write)")
     p.add_argument("--w0", type=float, default=10.0, help="border weight w0 (default: 10)")
     p.add_argument("--sigma", type=float, default=5.0, help="border width sigma in px (default: 5)")
     p.add_argument("--instances", action="store_true", help="labels are instance ids (0 = background), not a mask")
@@ -390,6 +436,7 @@ def build_parser():
     p.add_argument("--format", choices=("npy", "tiff"), default="npy", help="output format (default: npy)")
     p.add_argument("--png", action="store_true", help="also write a colour-mapped PNG per weight map")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_blockwise_arguments(p)
     p.set_defaults(func=cmd_weightmap)
 
     p = sub.add_parser("bench", formatter_class=formatter, help="run the benchmarks and print their ratio tables",
@@ -433,7 +480,7 @@ def main(argv=None):
     try:
         if args.command in ("demo", "predict") or (args.command == "evaluate" and args.model):
             if not args.debug:
-                _import_tensorflow_quietly()
+                import_tensorflow_quietly()
         return args.func(args) or 0
     except (KeyboardInterrupt, SystemExit) as stop:
         code, message = (130, "interrupted") if isinstance(stop, KeyboardInterrupt) else (stop.code, "terminated")

@@ -35,7 +35,7 @@ from unet_ref.masks import CELL_CLASS
 from unet_ref.memory import DEFAULT_MEMORY_BUDGET, check_memory, tile_bytes
 from unet_ref.sizes import margin, output_size, pool_factors, valid_input_size
 
-__all__ = ["predict_tiled", "predict_cells", "plan_tiles", "TilePlan", "choose_tile_size"]
+__all__ = ["predict_tiled", "predict_cells", "plan_tiles", "TilePlan", "predict_padded", "choose_tile_size"]
 
 
 def _model_geometry(model):
@@ -133,12 +133,13 @@ def _check_tile(tile_size, ndim, pool_sizes):
     return tiles
 
 
-def _predict_view(model, image, plan, out, batch, bar):
-    """Fill `out` (*S, n_classes) with the softmax of the model over `image` (*S, C): pad,
-    cut the tiles of `plan`, run them `batch` at a time, paste the output tiles."""
+def predict_padded(model, padded, plan, out, batch=1, bar=None):
+    """Fill `out` (*plan.shape, n_classes) with the softmax of the model over `padded`, the
+    normalised image (*S, C) with `plan.padding` of context around it (mirrored by
+    `predict_tiled`, read from the volume by `unet_ref.blockwise`): cut the tiles of `plan`,
+    run them `batch` at a time, paste the output tiles; `bar` (tqdm) counts them."""
     import keras
 
-    padded = mirror_pad(image, *zip(*plan.padding))
     origins = list(plan.origins())
     for start in range(0, len(origins), batch):
         chunk = origins[start:start + batch]
@@ -153,7 +154,8 @@ def _predict_view(model, image, plan, out, batch, bar):
             # same value from both tiles
             inside = tuple(slice(0, min(o + t, n) - o) for o, t, n in zip(origin, plan.output, plan.shape))
             out[tuple(slice(o, o + t) for o, t in zip(origin, plan.output))] = p[inside]
-        bar.update(len(chunk))
+        if bar is not None:
+            bar.update(len(chunk))
 
 
 def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, progress=None,
@@ -246,7 +248,7 @@ def predict_tiled(model, image, *, tile_size=None, batch_size=None, tta=False, p
             view = dihedral(img, k, flip, axes=plane)  # (*S', C)
             plan = plans[view.shape[:-1]]
             out = np.empty((*plan.shape, n_classes), np.float32) if tta else result[i]  # no copy without TTA
-            _predict_view(model, view, plan, out, batch, bar)
+            predict_padded(model, mirror_pad(view, *zip(*plan.padding)), plan, out, batch, bar)
             if tta:
                 result[i] += dihedral_inverse(out, k, flip, axes=plane)
     bar.close()

@@ -5,12 +5,11 @@ tests/test_weights.py, bit for bit against the reference; unet_ref.weights calls
 The kernel only sees a C-contiguous (N0, N1, N2) label image with labels >= 0 (a 2-D image
 as (H, 1, W)) and writes float32 outputs of the same layout.
 """
-import os
-
 import numpy as np
 
 from unet_ref import _d1d2
 from unet_ref.checks import check_int, check_spacing
+from unet_ref.devices import available_cores
 
 __all__ = ["nearest_two", "empty_output"]
 
@@ -35,7 +34,7 @@ def nearest_two(labels, d1=None, d2=None, w=None, spacing=None, wc=(1.0, 1.0), w
     """Run the kernel on contiguous memory, filling the outputs (in the input's layout, of
     the labels' ndim) on the window of their shape at `start` of `labels`. Returns the
     number of positions the envelopes scanned (the linear bound of ext/_d1d2.pyx, tested)."""
-    threads = _available_cores() if num_threads is None else check_int(num_threads, "num_threads", minimum=1)
+    threads = available_cores() if num_threads is None else check_int(num_threads, "num_threads", minimum=1)
     ndim = labels.ndim
     spacing = check_spacing(None, ndim) if spacing is None else spacing
     start = (0,) * ndim if start is None else tuple(start)
@@ -50,14 +49,6 @@ def nearest_two(labels, d1=None, d2=None, w=None, spacing=None, wc=(1.0, 1.0), w
         spacing, start = (spacing[0], 1.0, spacing[1]), (start[0], 0, start[1])
     return _d1d2._nearest_two(labels, *outs, _kernel_spacing(spacing, labels.shape), wc[0], wc[1], w0,
                               sigma, border_all, threads, np.array(start, np.intp))
-
-
-def _available_cores():
-    # the cores this process may run on (a container or taskset may allow fewer than exist)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _runs_transposed(labels, spacing):
