@@ -159,7 +159,7 @@ def build_unet(base_filters=64, depth=4, n_classes=2, in_channels=1, dropout=0.5
 
     for level in reversed(range(depth)):  # expanding path
         filters = base_filters * 2**level
-        # Paper: "upsampling of the feature map followed by a 2x2 convolution ('up-convolution')
+        # Paper: "upsampling of the feature map followed by a 2x2 convolution ("up-convolution")
         # that halves the number of feature channels". We use the usual equivalent, one
         # transposed convolution, kernel 2, stride 2: the same parameters and exactly x2 in
         # size (each input pixel becomes a learned 2x2 block). Its ReLU: the paper is silent;
