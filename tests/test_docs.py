@@ -22,7 +22,6 @@ digits written (0.05 matches any printed value in [0.045, 0.055], 13 any in [12.
 and ... stands for any text (a value that depends on training, say).
 """
 import contextlib
-import functools
 import io
 import os
 import pathlib
@@ -107,16 +106,13 @@ def _same_token(written, printed):
 def output_matches(expected, printed):
     """True if `printed` reads as the output block `expected` (the rule in the docstring)."""
     want, got = TOKEN.findall(expected), TOKEN.findall(printed)
-
-    @functools.cache
-    def match(i, j):
-        if i == len(want):
-            return j == len(got)
-        if want[i] == "...":
-            return any(match(i + 1, k) for k in range(j, len(got) + 1))
-        return j < len(got) and _same_token(want[i], got[j]) and match(i + 1, j + 1)
-
-    return match(0, 0)
+    reached = [True] + [False] * len(got)  # reached[j]: the tokens of `want` so far match got[:j]
+    for token in want:
+        if token == "...":  # any text: every j at or after a reached one
+            reached = [any(reached[:j + 1]) for j in range(len(got) + 1)]
+        else:
+            reached = [False] + [reached[j] and _same_token(token, got[j]) for j in range(len(got))]
+    return reached[-1]
 
 
 PAGES_WITH_CODE = [p for p in PAGES if p.exists() and python_blocks(p)]
