@@ -426,6 +426,52 @@ def overlap_tile_figure():
     return fig
 
 
+# --- chapter 7: the training tile -----------------------------------------------------------
+
+
+@output("training_tile.png")
+def training_tile_figure():
+    """One training tile of the tutorial preset on a synthetic image: where its input window,
+    output crop and the weight map's context band lie (the sampler's own draw), and the tile
+    triple that training_tile makes of them."""
+    from matplotlib.patches import Rectangle
+
+    from unet_ref.config import PRESETS
+    from unet_ref.pipeline import TileSampler
+    from unet_ref.reference import weight_context
+    from unet_ref.synthetic import synthetic_sample
+
+    preset = PRESETS["tutorial"]
+    image, _, labels = synthetic_sample(256, seed=3)
+    sampler = TileSampler([image], [labels], preset.tile_size, preset.depth, augment=False, seed=1)
+    _, corner, _, _ = sampler.draw(0)
+    tile, cells, weights = sampler.sample(0)
+    (n, _), (m, _), c = sampler.tile_shape, sampler.output_shape, weight_context()
+    box = dict(facecolor="black", alpha=0.6, pad=2, edgecolor="none")
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.6), gridspec_kw=dict(width_ratios=[1.5, 1, 1, 1]))
+    axes[0].imshow(image, cmap="gray")
+    y, x = corner
+    for (top, left, size), color, text in [
+            ((y - (n - m) // 2, x - (n - m) // 2, n), "deepskyblue", f"input window {n} x {n}"),
+            ((y - c, x - c, m + 2 * c), "gold", f"labels: crop + {c} px context band"),
+            ((y, x, m), "tomato", f"output crop {m} x {m}")]:
+        axes[0].add_patch(Rectangle((left - 0.5, top - 0.5), size, size, fill=False, ec=color, lw=2))
+        axes[0].text(left + 2, top + size - 4, text, color=color, fontsize=8, bbox=box)
+    axes[0].set_title("one tile's geometry on a synthetic 256 x 256 image", fontsize=10)
+    axes[1].imshow(tile[..., 0], cmap="gray", vmin=0, vmax=1)
+    axes[1].add_patch(Rectangle(((n - m) // 2 - 0.5,) * 2, m, m, fill=False, ec="tomato", lw=1.5))
+    axes[1].set_title(f"image tile ({n} x {n}), crop outlined", fontsize=10)
+    axes[2].imshow(cells, cmap="gray")
+    axes[2].set_title(f"label tile ({m} x {m}), 1 = cell", fontsize=10)
+    shown = axes[3].imshow(weights, cmap="magma")
+    fig.colorbar(shown, ax=axes[3], fraction=0.046)
+    axes[3].set_title("weight tile: w_c + border term", fontsize=10)
+    for ax in axes:
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
 # --- chapters 6-8: figures from one tutorial training run -----------------------------------
 
 RUN = ROOT / "runs" / "docs_figures"  # gitignored; reused until --retrain
@@ -517,6 +563,24 @@ def seams_figure():
     difference = np.abs(cells[0] - cells[1])
     show(axes[3], difference, f"|difference| (scale 0 to 1e-5), max {difference.max():.1e}", cmap="magma",
          colorbar=True, vmin=0, vmax=1e-5)
+    fig.tight_layout()
+    return fig
+
+
+@output("overview.png")
+def overview_figure():
+    """What U-Net does, for the index page: an image, the trained network's P(cell) of it
+    (overlap-tile) and the mask P >= 0.5, beside the ground truth."""
+    from unet_ref.tiling import predict_tiled
+
+    model = tutorial_run()
+    image, mask, _ = held_out_sample()
+    cell = predict_tiled(model, image)[..., 1]
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.0))
+    show(axes[0], image, "1. the image (EM-like, synthetic)")
+    show(axes[1], cell, "2. the network's P(cell) of every pixel", cmap="viridis", vmin=0, vmax=1)
+    show(axes[2], cell >= 0.5, "3. the mask: cell where P >= 0.5")
+    show(axes[3], mask, "the ground truth, for comparison")
     fig.tight_layout()
     return fig
 
