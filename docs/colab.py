@@ -128,7 +128,7 @@ print(len(list((DATA / "train" / "image").glob("*.png"))), "slices in", DATA)
 # ## Train the paper's configuration
 #
 # 64 filters, depth 4, one 572 x 572 tile per step, SGD with momentum 0.99, the weight map
-# (w0 = 10, sigma = 5), elastic deformations; the last 5 slices are held out. 100 epochs of
+# (w0 = 10, sigma = 5), elastic deformations; the last 5 slices (25-29) are held out. 100 epochs of
 # 200 steps are 20,000 steps, about 1.3-2.5 hours on a Colab T4 (estimated from the
 # network's 0.9 TFLOP per step, not measured). A Colab session can end before that: with
 # `USE_DRIVE = True` the run is kept in your Drive; run this cell again (in a new session,
