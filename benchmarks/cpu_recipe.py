@@ -14,16 +14,20 @@ into a number of steps with the time per step measured on it (MS_PER_STEP), so a
 machine makes a pilot slower but does not change what it trains. Pilots are scored like
 the challenge (`unet_ref.challenge_scores`) on the held-out slices 20-24, final weights,
 no TTA. The final run trains the chosen candidate for the hour (its cosine, if any, sized
-to end inside it; the time limit is a guard) and is scored with and without TTA.
+to end inside it; the time limit is a guard) and is scored with and without TTA. `seeds`
+repeats that run as a user would, with the `unet-ref` commands of docs/results_isbi.md,
+for seeds 0, 1, 2, ... and no time limit, so that every seed trains all its steps: the
+mean and spread of their scores are the reference run's figures.
 
     python benchmarks/cpu_recipe.py pilots              # about 45 min on 2 idle cores
     python benchmarks/cpu_recipe.py final cosine        # the hour
+    python benchmarks/cpu_recipe.py seeds cosine 3      # the same run, seeds 0-2, no time limit
     python benchmarks/cpu_recipe.py table
     python benchmarks/cpu_recipe.py publish             # results and logs into docs/figures/data/recipe
     python docs/make_figures.py recipe.md recipe_curve.png
 
-Each run saves result.json in OUT/<kind>/<candidate>/; finished runs are skipped and an
-interrupted one resumes from its last backup.
+Each run saves result.json in OUT/<kind>/<candidate>/ (OUT/seeds/<candidate>-seed<k>/);
+finished runs are skipped and an interrupted one resumes from its last backup.
 """
 import argparse
 import csv
@@ -93,6 +97,66 @@ def one(kind, name):
     print(json.dumps(result))
 
 
+def seed_commands(name, seed):
+    """The `unet-ref` commands of the final run of `name` with `seed` and no time limit,
+    then its challenge scores without and with TTA on the held-out slices: what
+    docs/results_isbi.md tells a user to run. Returns the run folder, its TrainConfig and
+    the commands (argument lists)."""
+    config = configure("final", name)
+    out = run_dir("seeds", f"{name}-seed{seed}")
+    unet_ref = [sys.executable, "-m", "unet_ref.cli"]  # the `unet-ref` command
+    train = [*unet_ref, "train", "--preset", "paper", "--data", config.data]
+    for field in ("val_count", "base_filters", "tile_size", "batch_size", "optimizer", "learning_rate", "lr_schedule",
+                  "epochs", "steps_per_epoch", "validation_steps", "verbose"):
+        train += ["--" + field.replace("_", "-"), str(getattr(config, field))]
+    train += ["--time-limit-minutes", "0", "--seed", str(seed), "--out", str(out)]
+    folder = pathlib.Path(config.data) / "train"
+    count = len(list((folder / "image").glob("*.png")))  # named 0.png, 1.png, ...: the last val_count are held out
+    held_out = [f"{i}.png" for i in range(count - config.val_count, count)]
+    evaluate = [*unet_ref, "evaluate", "--model", str(out / "last.keras"), "--challenge",
+                "--images", *(str(folder / "image" / f) for f in held_out),
+                "--truth", *(str(folder / "label" / f) for f in held_out)]
+    return out, config, [train, evaluate + ["--out", str(out / "scores")],
+                         evaluate + ["--tta", "--out", str(out / "scores_tta")]]
+
+
+def finished_epochs(out):
+    """The number of epochs in a run folder's log.csv (0 if none)."""
+    log = pathlib.Path(out) / "log.csv"
+    if not log.is_file():
+        return 0
+    with open(log, newline="") as f:
+        return len({row["epoch"] for row in csv.DictReader(f)})
+
+
+def seeds(name, count):
+    """Run the final recipe of `name` with seeds 0..count-1 through the CLI (skipping what is
+    done, resuming an interrupted training), then write each seed's result.json."""
+    from unet_ref.files import read_json, write_json
+
+    for seed in range(count):
+        out, config, (train, *scoring) = seed_commands(name, seed)
+        if (out / "result.json").exists():
+            continue
+        print(f"--- seeds / {name} / seed {seed}", flush=True)
+        if not (finished_epochs(out) == config.epochs and (out / "last.keras").exists()):
+            with open(out.parent / f"{out.name}.train.log", "a") as log:  # Keras's line per epoch, with its time
+                subprocess.run(train, stdout=log, stderr=subprocess.STDOUT, check=True)
+        for command in scoring:
+            if not (pathlib.Path(command[-1]) / "metrics.json").exists():
+                subprocess.run(command, check=True)
+        result = dict(kind="seeds", candidate=name, seed=seed, steps=finished_epochs(out) * config.steps_per_epoch,
+                      planned_steps=config.epochs * config.steps_per_epoch,
+                      config={k: getattr(config, k) for k in ("base_filters", "tile_size", "batch_size",
+                                                              "learning_rate", "lr_schedule")})
+        for key, folder in (("scores", "scores"), ("scores_tta", "scores_tta")):
+            challenge = read_json(out / folder / "metrics.json")["challenge"]
+            result[key] = {m: challenge[m] for m in METRICS["isbi"]} | {
+                f"{m}_threshold": challenge[f"{m}_threshold"] for m in METRICS["isbi"]}
+        write_json(out / "result.json", result)
+        print(json.dumps(result))
+
+
 def launch(kind, names):
     for name in names:
         if (run_dir(kind, name) / "result.json").exists():
@@ -113,14 +177,29 @@ def table(folder="runs/recipe"):
         c = r["config"]
         for key, label in (("scores", ""), ("scores_tta", " + TTA")):
             if key in r:
-                lines.append(f"| {r['kind']}{label} | {r['candidate']} | {c['base_filters']} | {c['tile_size']} | "
-                             f"{c['lr_schedule']} | {r['steps']:,} | {r['train_seconds'] / 60:.0f} | "
+                minutes = f"{r['train_seconds'] / 60:.0f}" if "train_seconds" in r else "-"
+                kind = r["kind"] if "seed" not in r else f"{r['kind']}: seed {r['seed']}"
+                lines.append(f"| {kind}{label} | {r['candidate']} | {c['base_filters']} | {c['tile_size']} | "
+                             f"{c['lr_schedule']} | {r['steps']:,} | {minutes} | "
                              + " | ".join(f"{r[key][m]:.4g}" for m in metrics) + " |")
     return "\n".join(lines)
 
 
 def final_rows(folder="runs/recipe", columns=("warping_error", "rand_error", "pixel_error", "v_rand", "v_info")):
-    """Markdown table rows of the final runs' challenge scores (without and with TTA)."""
+    """Markdown table rows of the challenge's scores (without and with TTA): the mean and
+    standard deviation over the seeds of the reference run, or the final runs if none."""
+    import numpy as np
+
+    runs = [json.loads(path.read_text()) for path in sorted(pathlib.Path(folder).glob("seeds/*/result.json"))]
+    if runs:
+        c = runs[0]["config"]
+        steps = sorted({r["steps"] for r in runs})
+        what = (f"this project, reference CPU run, slices 20-24 ({len(runs)} seeds, mean ± sd; {c['base_filters']} "
+                f"filters, depth 4, {c['tile_size']} px tiles, {', '.join(f'{s:,}' for s in steps)} steps)")
+        return [f"| {what}, {label} | " + " | ".join(
+            f"{np.mean(v):.4g} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.2g}"
+            for v in ([r[key][m] for r in runs] for m in columns)) + " |"
+            for key, label in (("scores", "no TTA"), ("scores_tta", "TTA"))]
     rows = []
     for path in sorted(pathlib.Path(folder).glob("final/*/result.json")):
         r = json.loads(path.read_text())
@@ -139,6 +218,9 @@ def main(argv=None):
     p.add_argument("names", nargs="*", help=f"some of {', '.join(CANDIDATES)} (default: all)")
     p = sub.add_parser("final", help="the hour-long run of one candidate")
     p.add_argument("name", choices=list(CANDIDATES))
+    p = sub.add_parser("seeds", help="the final run of one candidate with seeds 0..COUNT-1, no time limit, by the CLI")
+    p.add_argument("name", choices=list(CANDIDATES))
+    p.add_argument("count", type=int, nargs="?", default=3)
     p = sub.add_parser("one", help="one run (used by pilots and final)")
     p.add_argument("kind", choices=["pilot", "final"])
     p.add_argument("name", choices=list(CANDIDATES))
@@ -155,6 +237,9 @@ def main(argv=None):
             launch("pilot", args.names or list(CANDIDATES))
         else:
             launch("final", [args.name])
+        print(table())
+    elif args.command == "seeds":
+        seeds(args.name, args.count)
         print(table())
     elif args.command == "publish":
         from unet_ref.files import write_json
