@@ -239,6 +239,8 @@ def main(argv=None):
             launch("final", [args.name])
         print(table())
     elif args.command == "seeds":
+        if args.count < 1:
+            parser.error(f"count must be at least 1, got {args.count}")
         seeds(args.name, args.count)
         print(table())
     elif args.command == "publish":
