@@ -140,11 +140,14 @@ def seeds(name, count):
             continue
         print(f"--- seeds / {name} / seed {seed}", flush=True)
         if not (finished_epochs(out) == config.epochs and (out / "last.keras").exists()):
-            with open(out.parent / f"{out.name}.train.log", "a") as log:  # Keras's line per epoch, with its time
-                subprocess.run(train, stdout=log, stderr=subprocess.STDOUT, check=True)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            log = out.parent / f"{out.name}.train.log"  # Keras's line per epoch, with its time
+            with open(log, "a") as f:
+                if subprocess.run(train, stdout=f, stderr=subprocess.STDOUT).returncode:
+                    sys.exit(f"seed {seed}: training failed, see {log}")
         for command in scoring:
-            if not (pathlib.Path(command[-1]) / "metrics.json").exists():
-                subprocess.run(command, check=True)
+            if not (pathlib.Path(command[-1]) / "metrics.json").exists() and subprocess.run(command).returncode:
+                sys.exit(f"seed {seed}: scoring failed: {' '.join(command[1:])}")
         result = dict(kind="seeds", candidate=name, seed=seed, steps=finished_epochs(out) * config.steps_per_epoch,
                       planned_steps=config.epochs * config.steps_per_epoch,
                       config={k: getattr(config, k) for k in ("base_filters", "tile_size", "batch_size",
@@ -241,7 +244,10 @@ def main(argv=None):
     elif args.command == "seeds":
         if args.count < 1:
             parser.error(f"count must be at least 1, got {args.count}")
-        seeds(args.name, args.count)
+        try:
+            seeds(args.name, args.count)
+        except (FileNotFoundError, ValueError) as error:  # no ISBI data, a bad setting
+            parser.error(str(error))
         print(table())
     elif args.command == "publish":
         from unet_ref.files import write_json
