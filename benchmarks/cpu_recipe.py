@@ -152,8 +152,8 @@ def seeds(name, count):
                       planned_steps=config.epochs * config.steps_per_epoch,
                       config={k: getattr(config, k) for k in ("base_filters", "tile_size", "batch_size",
                                                               "learning_rate", "lr_schedule")})
-        for key, folder in (("scores", "scores"), ("scores_tta", "scores_tta")):
-            challenge = read_json(out / folder / "metrics.json")["challenge"]
+        for key in ("scores", "scores_tta"):  # the folders the scoring commands wrote
+            challenge = read_json(out / key / "metrics.json")["challenge"]
             result[key] = {m: challenge[m] for m in METRICS["isbi"]} | {
                 f"{m}_threshold": challenge[f"{m}_threshold"] for m in METRICS["isbi"]}
         write_json(out / "result.json", result)
