@@ -246,7 +246,7 @@ def main(argv=None):
             parser.error(f"count must be at least 1, got {args.count}")
         try:
             seeds(args.name, args.count)
-        except (FileNotFoundError, ValueError) as error:  # no ISBI data, a bad setting
+        except (OSError, ValueError) as error:  # no ISBI data, an unwritable folder, a bad setting
             parser.error(str(error))
         print(table())
     elif args.command == "publish":
