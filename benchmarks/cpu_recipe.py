@@ -214,6 +214,16 @@ def final_rows(folder="runs/recipe", columns=("warping_error", "rand_error", "pi
     return rows
 
 
+def readers_config(run):
+    """A run's config.json as the docs publish it: the data folder as chapter 1 names it
+    (isbi2012) and the run folder as the commands name it (runs/recipe/...), not the paths
+    of the machine it ran on (a run folder may be a link to another disk)."""
+    config = json.loads((pathlib.Path(run) / "config.json").read_text())
+    config["data"] = pathlib.Path(config["data"]).name
+    config["out"] = pathlib.Path(run).as_posix()
+    return config
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -255,9 +265,10 @@ def main(argv=None):
         for path in sorted(pathlib.Path("runs/recipe").glob("*/*/result.json")):
             target = pathlib.Path(args.to) / path.relative_to("runs/recipe")
             write_json(target, json.loads(path.read_text()))
-            for extra in ("config.json", "log.csv"):  # the run's settings and its per-epoch log
-                if (path.parent / extra).is_file():
-                    shutil.copyfile(path.parent / extra, target.parent / extra)
+            if (path.parent / "log.csv").is_file():  # the run's per-epoch log
+                shutil.copyfile(path.parent / "log.csv", target.parent / "log.csv")
+            if (path.parent / "config.json").is_file():  # its settings, with paths a reader has
+                write_json(target.parent / "config.json", readers_config(path.parent))
         print(f"copied the results to {args.to}")
     else:
         print(table())

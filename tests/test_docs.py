@@ -218,6 +218,20 @@ def test_every_figure_the_docs_show_exists_and_is_made_by_make_figures():
         assert png.name in script, f"docs/figures/{png.name} is committed but not produced by docs/make_figures.py"
 
 
+def test_published_run_settings_name_paths_a_reader_has():
+    """The config.json of every published run (docs/figures/data) names the data folder as
+    chapter 1 does and the run folder as the commands do, not the machine it ran on."""
+    import json
+
+    configs = sorted((DOCS / "figures" / "data").rglob("config.json"))
+    assert configs, "no published run settings"
+    for path in configs:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        run = path.parent.relative_to(DOCS / "figures" / "data").as_posix()
+        assert config["data"] == "isbi2012", f"{path.relative_to(ROOT)}: data is {config['data']!r}"
+        assert config["out"] == f"runs/{run}", f"{path.relative_to(ROOT)}: out is {config['out']!r}, not runs/{run}"
+
+
 def test_generated_tables_are_up_to_date():
     """The tables pasted into the pages (between <!-- begin NAME --> and <!-- end NAME -->)
     are what make_figures.py produces from today's code and data."""
