@@ -250,6 +250,35 @@ def test_generated_tables_are_up_to_date():
             assert block == make_figures.OUTPUTS[name](), f"the table {name} is stale: run python docs/make_figures.py {name}"
 
 
+def test_isbi_prose_quotes_the_published_seeds():
+    """results_isbi.md's prose quotes the reference CPU run as the published seeds give it
+    (docs/figures/data/recipe/seeds, at least three): each score's mean ± sd without and
+    with TTA, and the mean's ratio to the paper's Table 1, to the digits written there."""
+    import json
+
+    import numpy as np
+
+    from unet_ref.challenge import PAPER_TABLE_1
+
+    def digits(x, n):  # n significant digits, never in e-notation: 0.00008, 0.14, 3.7
+        return np.format_float_positional(x, precision=n, fractional=False, trim="-")
+
+    runs = [json.loads(path.read_text()) for path in sorted((DOCS / "figures/data/recipe/seeds").glob("*/result.json"))]
+    assert len(runs) >= 3, f"the reference run is reported over at least 3 seeds, {len(runs)} are published"
+    text = " ".join((DOCS / "results_isbi.md").read_text(encoding="utf-8").replace("**", "").split())
+    for key in ("scores", "scores_tta"):
+        for metric, paper in PAPER_TABLE_1.items():
+            values = [run[key][metric] for run in runs]
+            mean, sd = np.mean(values), np.std(values, ddof=1)
+            quoted = f"{digits(mean, 2)} ± {digits(sd, 1)}"
+            assert quoted in text, f"results_isbi.md does not quote the {key} {metric} of the seeds: {quoted}"
+            ratio = digits(mean / paper, 2)
+            assert re.search(rf"\b{re.escape(ratio)}\b(?:[^.]|\.\d)*times", text), f"no ratio {ratio} for the {key} {metric}"
+            for value in values:  # each seed's Rand error, to three decimals
+                if metric == "rand_error":
+                    assert f"{value:.3f}" in text, f"results_isbi.md does not list the seed's {key} Rand error {value:.3f}"
+
+
 def test_pages_read_raw():
     """The pages read the same raw on the code host: no snippet includes, no admonitions
     (which show as text and code blocks there); collapsible boxes are <details> blocks."""
