@@ -219,7 +219,8 @@ def readers_config(run):
     (isbi2012) and the run folder as the commands name it (runs/recipe/...), not the paths
     of the machine it ran on (a run folder may be a link to another disk)."""
     config = json.loads((pathlib.Path(run) / "config.json").read_text())
-    config["data"] = pathlib.Path(config["data"]).name
+    if config.get("data"):  # None: the synthetic data, nothing to rename
+        config["data"] = pathlib.Path(config["data"]).name
     config["out"] = pathlib.Path(run).as_posix()
     return config
 
@@ -262,14 +263,20 @@ def main(argv=None):
     elif args.command == "publish":
         from unet_ref.files import write_json
 
-        for path in sorted(pathlib.Path("runs/recipe").glob("*/*/result.json")):
-            target = pathlib.Path(args.to) / path.relative_to("runs/recipe")
-            write_json(target, json.loads(path.read_text()))
-            if (path.parent / "log.csv").is_file():  # the run's per-epoch log
-                shutil.copyfile(path.parent / "log.csv", target.parent / "log.csv")
-            if (path.parent / "config.json").is_file():  # its settings, with paths a reader has
-                write_json(target.parent / "config.json", readers_config(path.parent))
-        print(f"copied the results to {args.to}")
+        results = sorted(pathlib.Path("runs/recipe").glob("*/*/result.json"))
+        if not results:
+            parser.error("no finished run in runs/recipe (run from the folder the runs were made in)")
+        try:
+            for path in results:
+                target = pathlib.Path(args.to) / path.relative_to("runs/recipe")
+                write_json(target, json.loads(path.read_text()))
+                if (path.parent / "log.csv").is_file():  # the run's per-epoch log
+                    shutil.copyfile(path.parent / "log.csv", target.parent / "log.csv")
+                if (path.parent / "config.json").is_file():  # its settings, with paths a reader has
+                    write_json(target.parent / "config.json", readers_config(path.parent))
+        except (OSError, ValueError) as error:  # --to unwritable or a file, a damaged result.json
+            parser.error(f"cannot publish {path.parent}: {error}")
+        print(f"copied {len(results)} results to {args.to}")
     else:
         print(table())
 
